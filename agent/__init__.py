@@ -1,0 +1,1 @@
+"""The agent: the daemon that wires connectors, detectors, triage, review and guidance together."""

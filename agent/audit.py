@@ -1,0 +1,159 @@
+"""The audit log: append-only records chained by SHA-256, so any edit, deletion or reordering shows.
+
+Each record's hash covers its own fields and the previous record's hash. A separate head row
+remembers the last sequence number and hash, so that truncating the newest records shows too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, func, select
+
+from .clock import Clock, system_clock
+from .store import Store, register_migrations
+
+GENESIS = "0" * 64
+
+_meta = MetaData()
+audit_log = Table(
+    "audit_log", _meta,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("time", String(40), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+audit_head = Table(
+    "audit_head", _meta,
+    Column("id", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+
+def _v1(conn: Connection) -> None:
+    _meta.create_all(conn)
+
+
+register_migrations("audit", [_v1])
+
+
+def canonical(data: Any) -> str:
+    """Canonical JSON: sorted keys, no insignificant white space, non-ASCII kept."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def record_hash(seq: int, time: str, actor: str, action: str, subject: str, data: str, prev: str) -> str:
+    """The SHA-256 that chains one record to the one before it."""
+    body = canonical([seq, time, actor, action, subject, data, prev])
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One record as stored."""
+
+    seq: int
+    time: str
+    actor: str
+    action: str
+    subject: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of walking the chain: ok, or the first broken record and why."""
+
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    reason: str | None = None
+
+
+class AuditLog:
+    """Appends to and verifies the hash-chained audit log in the store."""
+
+    def __init__(self, store: Store, clock: Clock = system_clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def append(self, actor: str, action: str, subject: str, data: dict[str, Any] | None = None,
+               conn: Connection | None = None) -> AuditRecord:
+        """Append one record; pass `conn` to make it part of the caller's transaction."""
+        if conn is not None:
+            return self._append(conn, actor, action, subject, data or {})
+        with self._store.begin() as own:
+            return self._append(own, actor, action, subject, data or {})
+
+    def _append(self, conn: Connection, actor: str, action: str, subject: str,
+                data: dict[str, Any]) -> AuditRecord:
+        head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+        seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
+        when = self._clock().isoformat()
+        body = canonical(data)
+        digest = record_hash(seq, when, actor, action, subject, body, prev)
+        conn.execute(audit_log.insert().values(seq=seq, time=when, actor=actor, action=action,
+                                               subject=subject, data=body, prev_hash=prev, hash=digest))
+        if head:
+            conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+        else:
+            conn.execute(audit_head.insert().values(id=1, seq=seq, hash=digest))
+        return AuditRecord(seq, when, actor, action, subject, data, prev, digest)
+
+    def records(self, since: datetime | None = None) -> Iterator[AuditRecord]:
+        """Every record in sequence order (optionally from `since` on)."""
+        with self._store.engine.connect() as conn:
+            q = select(audit_log).order_by(audit_log.c.seq)
+            if since is not None:
+                q = q.where(audit_log.c.time >= since.isoformat())
+            for row in conn.execute(q):
+                yield AuditRecord(row.seq, row.time, row.actor, row.action, row.subject,
+                                  json.loads(row.data), row.prev_hash, row.hash)
+
+    def count(self) -> int:
+        """How many records the log holds."""
+        with self._store.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit_log)).scalar_one())
+
+    def verify(self) -> VerifyResult:
+        """Walk the whole chain; name the first record that was edited, deleted, inserted or moved."""
+        expected_seq, prev = 1, GENESIS
+        checked = 0
+        with self._store.engine.connect() as conn:
+            # Physical order (rowid) is what an attacker rewrites; sequence gaps and hash
+            # mismatches in that order expose deletion and reordering.
+            rows = conn.execute(select(audit_log).order_by(audit_log.c.seq))
+            for row in rows:
+                if row.seq != expected_seq:
+                    return VerifyResult(False, checked, expected_seq,
+                                        f"record {expected_seq} is missing (found {row.seq} next)")
+                if row.prev_hash != prev:
+                    return VerifyResult(False, checked, row.seq, "previous-hash link does not match")
+                digest = record_hash(row.seq, row.time, row.actor, row.action, row.subject, row.data,
+                                     row.prev_hash)
+                if digest != row.hash:
+                    return VerifyResult(False, checked, row.seq, "content does not match its hash")
+                prev = row.hash
+                expected_seq += 1
+                checked += 1
+            head = conn.execute(select(audit_head).where(audit_head.c.id == 1)).first()
+        last = expected_seq - 1
+        if head is None:
+            if checked:
+                return VerifyResult(False, checked, 1, "chain head is missing")
+        elif head.seq != last or head.hash != prev:
+            return VerifyResult(False, checked, last + 1 if head.seq > last else head.seq,
+                                f"chain head says record {head.seq}, log ends at {last}")
+        return VerifyResult(True, checked)

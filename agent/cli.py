@@ -1,0 +1,83 @@
+"""The `watchstander` command line. Its surface is a contract other tools rely on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import cli_core, cli_guidance, cli_playbooks
+from .context import Context, configure_logging
+from .errors import EXIT_FAILURE, ConfigError, WatchstanderError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace, Context], int]
+
+
+def common_parent() -> argparse.ArgumentParser:
+    """Options every command accepts."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--config", type=Path, metavar="PATH",
+                        help="config file (default /etc/watchstander/watchstander.toml, plus its conf.d/)")
+    parent.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree."""
+    parent = common_parent()
+    parser = argparse.ArgumentParser(
+        prog="watchstander",
+        description="Watchstander: telemetry in, triaged incidents out, approved playbooks only.",
+        parents=[parent],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    cli_core.register(sub, parent)
+    cli_playbooks.register(sub, parent)
+    cli_guidance.register(sub, parent)
+    return parser
+
+
+def print_problems(err: ConfigError) -> None:
+    """Print every config problem with its key path."""
+    print(f"error: {err}", file=sys.stderr)
+    for key, msg in err.problems:
+        print(f"  {key}: {msg}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = Context(config_path=args.config)
+    handler: Handler = args.handler
+    try:
+        level = "DEBUG" if args.verbose else (ctx.config.logging.level if args.command != "config" else "WARNING")
+        configure_logging(level)
+        return handler(args, ctx)
+    except ConfigError as err:
+        print_problems(err)
+        return err.exit_status
+    except WatchstanderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILURE
+    finally:
+        ctx.close()
+
+
+def dump_json(data: object) -> str:
+    """JSON for machine consumers: stable key order, UTF-8."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Detectors: windowed rules that turn Events into Findings."""

@@ -1,0 +1,1 @@
+"""Triage: the deterministic baseline analyst and the AI model that refines it."""

@@ -1,0 +1,1 @@
+"""Telemetry sources and device actions: bytes in, normalized Events out (no decisions)."""

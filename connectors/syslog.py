@@ -1,0 +1,211 @@
+"""Syslog records from files or datagrams: RFC 3164, RFC 5424 and the real-world shapes in between.
+
+Handled: with or without `<PRI>`, timestamps with no year (the year is inferred from an injected
+`now`), ISO 8601 timestamps, a missing hostname, non-UTF-8 bytes (kept as backslash escapes) and
+overlong lines (truncated). A line that matches no shape is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import SourceError
+from .events import LOG, Event, excerpt
+from .skips import SkipCounter
+from .syslog_messages import normalize
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 16 * 1024
+
+_MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
+
+# <PRI>Mmm dd hh:mm:ss[.frac] [host] tag[pid]: msg   (RFC 3164 and the BSD file format)
+_BSD = re.compile(
+    r"(?:<(?P<pri>\d{1,3})>)?(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d)(?:\.\d+)?"
+    r"(?: (?P<year>\d{4}))? (?P<rest>.*)",
+    re.S,
+)
+# <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG   (RFC 5424)
+_RFC5424 = re.compile(
+    r"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) (?P<msgid>\S+) "
+    r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)",
+    re.S,
+)
+# <PRI>? ISO-8601 host tag: msg   (rsyslog's high-precision file format)
+_ISO = re.compile(
+    r"(?:<(?P<pri>\d{1,3})>)?(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<rest>.*)",
+    re.S,
+)
+# tag[pid]: msg  — tags may carry parentheses (sshd(pam_unix)) or slashes (postfix/smtpd).
+_TAG = re.compile(r"(?P<app>[\w./()@-]{1,64}?)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)", re.S)
+
+
+@dataclass(slots=True)
+class SyslogRecord:
+    """One parsed syslog line before message normalisation."""
+
+    time: float
+    host: str | None
+    app: str | None
+    pid: str | None
+    msg: str
+    facility: int | None = None
+    severity: int | None = None
+
+
+class SyslogParser:
+    """Parses syslog lines; the clock decides the year of year-less timestamps."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now
+        self._minute_cache: dict[tuple[int, int, str, int | None], float] = {}
+        ref = now()
+        self._ref_year = ref.year
+        self._ref_key = (ref.month, ref.day)
+
+    def parse(self, line: str) -> SyslogRecord:
+        """Parse one line; raises ValueError when it matches no known syslog shape."""
+        if line.startswith("<") and line[1:5].split(">", 1)[-1][:2] == "1 ":
+            m5 = _RFC5424.match(line)
+            if m5:
+                return self._rfc5424(m5)
+        m = _BSD.match(line)
+        if m:
+            ts = self._bsd_time(m.group("mon"), int(m.group("day")), m.group("hms"), m.group("year"))
+            return self._tail(ts, m.group("rest"), m.group("pri"))
+        mi = _ISO.match(line)
+        if mi:
+            return self._tail(_iso_time(mi.group("ts")), mi.group("rest"), mi.group("pri"))
+        m5 = _RFC5424.match(line)
+        if m5:
+            return self._rfc5424(m5)
+        raise ValueError("no syslog timestamp")
+
+    def _tail(self, ts: float, rest: str, pri: str | None) -> SyslogRecord:
+        facility, severity = _pri(pri)
+        host: str | None = None
+        first, sep, after = rest.partition(" ")
+        # A missing hostname shows as the tag directly after the timestamp ("dnsmasq[1]: ...").
+        if first.endswith(":") or (first.endswith("]:") and "[" in first) or not sep:
+            body = rest
+        else:
+            host, body = first, after
+        t = _TAG.match(body)
+        if t:
+            return SyslogRecord(ts, host, t.group("app"), t.group("pid"), t.group("msg"), facility, severity)
+        return SyslogRecord(ts, host, None, None, body, facility, severity)
+
+    def _rfc5424(self, m: re.Match[str]) -> SyslogRecord:
+        facility, severity = _pri(m.group("pri"))
+        ts = _iso_time(m.group("ts")) if m.group("ts") != "-" else self._now().timestamp()
+        nil = lambda v: None if v == "-" else v  # noqa: E731
+        msg = m.group("msg")
+        if msg.startswith("\ufeff"):
+            msg = msg[1:]
+        return SyslogRecord(ts, nil(m.group("host")), nil(m.group("app")), nil(m.group("pid")), msg,
+                            facility, severity)
+
+    def _bsd_time(self, mon: str, day: int, hms: str, year: str | None) -> float:
+        month = _MONTHS.get(mon)
+        if month is None or not 1 <= day <= 31:
+            raise ValueError(f"bad date {mon} {day}")
+        y = int(year) if year else None
+        key = (month, day, hms[:5], y)
+        base = self._minute_cache.get(key)
+        if base is None:
+            if y is None:
+                # A year-less date after today (plus a day of clock skew) belongs to last year.
+                y = self._ref_year - 1 if (month, day) > (self._ref_key[0], self._ref_key[1] + 1) else self._ref_year
+            hh, mm = int(hms[0:2]), int(hms[3:5])
+            if hh > 23 or mm > 59:
+                raise ValueError(f"bad time {hms}")
+            base = float(calendar.timegm((y, month, day, hh, mm, 0, 0, 0, 0)))
+            if len(self._minute_cache) > 100_000:
+                self._minute_cache.clear()
+            self._minute_cache[key] = base
+        ss = int(hms[6:8])
+        if ss > 60:
+            raise ValueError(f"bad time {hms}")
+        return base + ss
+
+
+def _pri(pri: str | None) -> tuple[int | None, int | None]:
+    if pri is None:
+        return None, None
+    value = int(pri)
+    if value > 191:
+        raise ValueError(f"PRI {value} out of range")
+    return value >> 3, value & 7
+
+
+def _iso_time(text: str) -> float:
+    text = text.replace(" ", "T", 1)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def decode_line(raw: bytes) -> str:
+    """Decode a raw line: UTF-8 where valid, backslash escapes for every other byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+class SyslogSource:
+    """Turns syslog lines into Events: normalized where a message is understood, `log` otherwise."""
+
+    def __init__(self, source: str, now: Callable[[], datetime], skips: SkipCounter | None = None) -> None:
+        self.source = source
+        self.parser = SyslogParser(now)
+        self.skips = skips or SkipCounter(log, source)
+
+    def events(self, lines: Iterable[bytes], first_line: int = 1) -> Iterator[Event]:
+        """Yield Events for raw lines (newline-stripped or not); bad lines are counted, not raised."""
+        parse = self.parser.parse
+        source = self.source
+        skips = self.skips
+        n = first_line - 1
+        for raw in lines:
+            n += 1
+            if len(raw) > MAX_LINE:
+                skips.skip("overlong line truncated", f"line {n}")
+                raw = raw[:MAX_LINE]
+            line = decode_line(raw).rstrip("\r\n\x00")
+            if not line.strip():
+                continue
+            try:
+                rec = parse(line)
+            except (ValueError, OverflowError) as exc:
+                skips.skip("unparseable syslog line", f"line {n}: {exc}: {line[:80]}")
+                continue
+            ref = f"{source}:{n}"
+            ev = normalize(rec, source, ref)
+            if ev is None:
+                ev = Event(rec.time, source, LOG, host=rec.host, raw=excerpt(rec.msg), ref=ref,
+                           attrs={"app": rec.app} if rec.app else None)
+            yield ev
+
+
+def read_syslog(path: str | Path, now: Callable[[], datetime], source: str | None = None,
+                skips: SkipCounter | None = None) -> Iterator[Event]:
+    """Yield Events from a syslog file, line by line, in constant memory."""
+    path = Path(path)
+    src = SyslogSource(source or f"syslog:{path.name}", now, skips)
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+    with fh:
+        yield from src.events(fh)

@@ -1,0 +1,95 @@
+"""Message normalisation: the few syslog messages that carry security meaning become typed Events."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from .events import AUTH, DNS, Event, excerpt
+
+if TYPE_CHECKING:
+    from .syslog import SyslogRecord
+
+# DNS record type names to numbers (RFC 1035 and successors), for dnsmasq query logs.
+QTYPES = {
+    "A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "NULL": 10, "PTR": 12, "HINFO": 13, "MX": 15, "TXT": 16,
+    "AAAA": 28, "SRV": 33, "NAPTR": 35, "DS": 43, "DNSKEY": 48, "HTTPS": 65, "SVCB": 64, "ANY": 255,
+    "AXFR": 252, "IXFR": 251, "CAA": 257,
+}
+
+_SSHD_FAIL = re.compile(
+    r"Failed (?P<method>password|publickey|keyboard-interactive/pam|none|hostbased) for "
+    r"(?:invalid user )?(?P<user>.*?) from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>\d+))?"
+)
+_SSHD_OK = re.compile(
+    r"Accepted (?P<method>\S+) for (?P<user>\S+) from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>\d+))?"
+)
+_SSHD_INVALID = re.compile(r"Invalid user (?P<user>.*?) from (?P<ip>[0-9a-fA-F.:]+)")
+_PAM_FAIL = re.compile(r"authentication failure;.*?rhost=(?P<ip>[^\s=]+)(?:\s+user=(?P<user>\S+))?")
+_KLOGIN_FAIL = re.compile(r"Authentication failed from (?P<ip>[0-9a-fA-F.:]+)")
+_VSFTPD_FAIL = re.compile(r'\[(?P<user>[^\]]*)\] FAIL LOGIN: Client "(?:::ffff:)?(?P<ip>[0-9a-fA-F.:]+)"')
+_DNSMASQ_QUERY = re.compile(r"query\[(?P<qtype>[A-Z0-9]+)\] (?P<name><name unprintable>|\S+) from (?P<ip>[0-9a-fA-F.:]+)")
+
+
+def normalize(rec: SyslogRecord, source: str, ref: str) -> Event | None:
+    """Return a typed Event for a message with security meaning, or None for an ordinary log line."""
+    app = rec.app or ""
+    msg = rec.msg
+    if app.startswith("sshd"):
+        if app == "sshd(pam_unix)" or msg.startswith("pam_unix("):
+            return _pam(rec, source, ref, "ssh")
+        if msg.startswith("Failed "):
+            m = _SSHD_FAIL.match(msg)
+            if m:
+                return _auth(rec, source, ref, "ssh", m.group("ip"), m.group("user"), "failure",
+                             m.group("port"), {"method": m.group("method"), "layer": "sshd"})
+        elif msg.startswith("Accepted "):
+            m = _SSHD_OK.match(msg)
+            if m:
+                return _auth(rec, source, ref, "ssh", m.group("ip"), m.group("user"), "success",
+                             m.group("port"), {"method": m.group("method"), "layer": "sshd"})
+        elif msg.startswith("Invalid user "):
+            m = _SSHD_INVALID.match(msg)
+            if m:
+                return _auth(rec, source, ref, "ssh", m.group("ip"), m.group("user"), "invalid_user",
+                             None, {"layer": "sshd"})
+        return None
+    if "pam_unix" in app or msg.startswith("pam_unix("):
+        service = "ftp" if "ftp" in app else app.split("(", 1)[0] or "pam"
+        return _pam(rec, source, ref, service)
+    if app.startswith("klogind"):
+        m = _KLOGIN_FAIL.search(msg)
+        if m:
+            return _auth(rec, source, ref, "klogin", m.group("ip"), None, "failure", None, {"layer": "klogind"})
+        return None
+    if app.startswith("vsftpd"):
+        m = _VSFTPD_FAIL.search(msg)
+        if m:
+            return _auth(rec, source, ref, "ftp", m.group("ip"), m.group("user") or None, "failure", None,
+                         {"layer": "vsftpd"})
+        return None
+    if app.startswith("dnsmasq") and msg.startswith("query["):
+        m = _DNSMASQ_QUERY.match(msg)
+        if m:
+            qtype = m.group("qtype")
+            return Event(rec.time, source, DNS, m.group("ip"), None, None, 53, "udp", host=rec.host,
+                         attrs={"qname": m.group("name").rstrip("."), "qtype": QTYPES.get(qtype, 0),
+                                "response": False},
+                         raw=excerpt(msg), ref=ref)
+    return None
+
+
+def _pam(rec: SyslogRecord, source: str, ref: str, service: str) -> Event | None:
+    m = _PAM_FAIL.search(rec.msg)
+    if not m:
+        return None
+    return _auth(rec, source, ref, service, m.group("ip"), m.group("user"), "failure", None, {"layer": "pam"})
+
+
+def _auth(
+    rec: SyslogRecord, source: str, ref: str, service: str, ip: str, user: str | None, outcome: str,
+    port: str | None, attrs: dict[str, str],
+) -> Event:
+    attrs["service"] = service
+    return Event(rec.time, source, AUTH, ip, rec.host, int(port) if port else None, None, service,
+                 host=rec.host, user=user, outcome=outcome, attrs=attrs, raw=excerpt(rec.msg), ref=ref)
