@@ -18,12 +18,16 @@ log = logging.getLogger(__name__)
 Handler = Callable[[argparse.Namespace, Context], int]
 
 
-def common_parent() -> argparse.ArgumentParser:
-    """Options every command accepts."""
+def common_parent(suppress: bool = True) -> argparse.ArgumentParser:
+    """Options every command accepts, before or after the command name."""
+    # Subcommands must not reset an option given before the command name to its default,
+    # so only the top-level parser carries real defaults.
+    default = argparse.SUPPRESS if suppress else None
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--config", type=Path, metavar="PATH",
+    parent.add_argument("--config", type=Path, metavar="PATH", default=default,
                         help="config file (default /etc/watchstander/watchstander.toml, plus its conf.d/)")
-    parent.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parent.add_argument("-v", "--verbose", action="store_true",
+                        default=argparse.SUPPRESS if suppress else False, help="log at DEBUG level")
     return parent
 
 
@@ -33,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="watchstander",
         description="Watchstander: telemetry in, triaged incidents out, approved playbooks only.",
-        parents=[parent],
+        parents=[common_parent(suppress=False)],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     cli_core.register(sub, parent)
