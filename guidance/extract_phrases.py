@@ -49,7 +49,8 @@ _THEREAFTER = re.compile(r"[ \t]*,?[ \t]*thereafter\b", re.IGNORECASE)
 _ORDER_ANCHOR = re.compile(
     r"(?:the[ \t]+)?(?:effective[ \t]+)?date[ \t]+of[ \t]+(?:this|the)[ \t]+(?:order|memorandum|proclamation|directive)\b"
     r"|(?:this|the)[ \t]+(?:order|memorandum)(?:['’]s)?[ \t]+(?:date|issuance)\b"
-    r"|(?:the[ \t]+)?issuance[ \t]+of[ \t]+this[ \t]+(?:order|memorandum)\b",
+    r"|(?:the[ \t]+)?issuance[ \t]+of[ \t]+this[ \t]+(?:order|memorandum)\b"
+    r"|this[ \t]+(?:order|memorandum)\b",
     re.IGNORECASE,
 )
 _ANCHOR_END = re.compile(r"[,;:()—–]|\.(?:\s|$)|\s+(?:and|or)\s+(?:in\s+|every\b|at\s+least\b|annually\b)|$")
@@ -57,7 +58,8 @@ _ANCHOR_END = re.compile(r"[,;:()—–]|\.(?:\s|$)|\s+(?:and|or)\s+(?:in\s+|eve
 _RECURRING: tuple[tuple[re.Pattern[str], int, Unit], ...] = (
     (re.compile(r"\b(?:at[ \t]+least[ \t]+)?(?:bi-?annually|semi-?annually|twice[ \t]+(?:a|per|each)[ \t]+year)\b", re.I), 6, "months"),
     (re.compile(r"\bbiennially\b|\bevery[ \t]+other[ \t]+year\b", re.I), 2, "years"),
-    (re.compile(r"\b(?:at[ \t]+least[ \t]+)?annually(?:[ \t]+thereafter)?\b|\bon[ \t]+an[ \t]+annual[ \t]+basis\b"
+    (re.compile(r"\b(?:at[ \t]+least[ \t]+)?annually(?:[ \t]+thereafter)?\b"
+                r"|\bon[ \t]+(?:at[ \t]+least[ \t]+)?an[ \t]+annual[ \t]+basis(?:[ \t]+thereafter)?\b"
                 r"|\bannual[ \t]+(?:reports?|reviews?|updates?|assessments?|certifications?)\b"
                 r"|\bevery[ \t]+year\b|\bonce[ \t]+(?:a|per|each)[ \t]+year\b", re.I), 1, "years"),
     (re.compile(r"\b(?:at[ \t]+least[ \t]+)?quarterly\b|\bon[ \t]+a[ \t]+quarterly[ \t]+basis\b|\bevery[ \t]+quarter\b", re.I), 3, "months"),

@@ -38,7 +38,8 @@ __all__ = [
     "to_yaml_catalogue",
 ]
 
-_SKIPPED_SECTIONS = re.compile(r"\bdefinitions?\b", re.IGNORECASE)
+# Definitions and recitals (Purpose, Background, Findings) describe; they set no deadlines.
+_SKIPPED_SECTIONS = re.compile(r"\b(?:definitions?|purpose|background|findings)\b", re.IGNORECASE)
 
 
 def _bounded_text(text: str, start: int, end: int) -> str:
