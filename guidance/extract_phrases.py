@@ -53,7 +53,7 @@ _ORDER_ANCHOR = re.compile(
     r"|this[ \t]+(?:order|memorandum)\b",
     re.IGNORECASE,
 )
-_ANCHOR_END = re.compile(r"[,;:()—–]|\.(?:\s|$)|\s+(?:and|or)\s+(?:in\s+|every\b|at\s+least\b|annually\b)|$")
+_ANCHOR_END = re.compile(r"[,;:—–]|\.(?:\s|$)|\s+(?:and|or)\s+(?:in\s+|every\b|at\s+least\b|annually\b)|$")
 
 _RECURRING: tuple[tuple[re.Pattern[str], int, Unit], ...] = (
     (re.compile(r"\b(?:at[ \t]+least[ \t]+)?(?:bi-?annually|semi-?annually|twice[ \t]+(?:a|per|each)[ \t]+year)\b", re.I), 6, "months"),
