@@ -150,7 +150,8 @@ def _obligation_id(order: str, item: ExtractedObligation, seen: dict[str, int]) 
 
 def to_yaml_catalogue(items: Sequence[ExtractedObligation], order_meta: OrderMeta) -> str:
     """A draft order catalogue in YAML, marked as machine-drafted and needing human review."""
-    order = order_meta.number and f"EO{order_meta.number}" or "ORDER"
+    memo = re.search(r"\b(NSPM|NSM|PPD)[-/ ]?(\d+)", order_meta.title or "")
+    order = f"EO{order_meta.number}" if order_meta.number else f"{memo[1]}-{memo[2]}" if memo else "ORDER"
     seen: dict[str, int] = {}
     obligations = []
     for item in items:
