@@ -164,7 +164,7 @@ ACTIONS: dict[str, ActionSpec] = {}
 
 def register_action(spec: ActionSpec) -> ActionSpec:
     """Add an action to the registry; a duplicate or malformed name raises ValueError."""
-    if not ACTION_NAME.match(spec.name):
+    if not ACTION_NAME.fullmatch(spec.name):
         raise ValueError(f"action name {spec.name!r} is not a dotted lower-case name")
     if spec.name in ACTIONS:
         raise ValueError(f"action {spec.name!r} is already registered")

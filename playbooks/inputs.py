@@ -202,7 +202,7 @@ class HostnameInput(_Input):
     def check_one(self, value: object) -> Value:
         """Return the lower-cased name."""
         text = _text(value, 253)
-        if not all(_LABEL.match(label) for label in text.split(".")):
+        if not all(_LABEL.fullmatch(label) for label in text.split(".")):
             raise ValueError("not an RFC 1123 host name")
         return text.lower()
 
@@ -219,7 +219,7 @@ class InterfaceInput(_Input):
     def check_one(self, value: object) -> Value:
         """Return the name unchanged."""
         text = _text(value, 64)
-        if not INTERFACE.match(text):
+        if not INTERFACE.fullmatch(text):
             raise ValueError("not an interface name (letter first, then letters, digits and / . _ : -)")
         return text
 
@@ -245,7 +245,7 @@ class IntegerInput(_Input):
         """Return the integer; decimal strings are accepted, booleans and fractions are not."""
         if isinstance(value, bool):
             raise ValueError("expected an integer, got a boolean")
-        if isinstance(value, str) and _INTEGER_TEXT.match(value):
+        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
             value = int(value)
         if not isinstance(value, int):
             raise ValueError(f"expected an integer, got {type(value).__name__}")
@@ -289,7 +289,7 @@ class IdentifierInput(_Input):
     def check_one(self, value: object) -> Value:
         """Return the id unchanged."""
         text = _text(value, 128)
-        if not IDENTIFIER.match(text):
+        if not IDENTIFIER.fullmatch(text):
             raise ValueError("not an identifier (letters, digits and . _ : - only)")
         return text
 
@@ -307,7 +307,7 @@ class DeviceInput(_Input):
     def check_one(self, value: object) -> Value:
         """Return the reference when it is well-formed (the role is checked against the inventory)."""
         text = _text(value, 64)
-        if not DEVICE_REF.match(text):
+        if not DEVICE_REF.fullmatch(text):
             raise ValueError("not a device reference (letters, digits and . _ - only)")
         return text
 

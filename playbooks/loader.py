@@ -79,8 +79,9 @@ def _step_problems(spec: PlaybookSpec, step: Step, where: KeyPath, loaded: Loade
     try:
         action = get_action(step.action)
     except UnknownActionError as exc:
+        action = None
         yield _problem(loaded, source, (*where, "action"), str(exc))
-        return
+    target_field = action.target_field if action is not None else None
     bad_template = False
     expect = step.expect.model_dump(exclude_none=True) if step.expect else {}
     for sub, tree in (("args", step.args), ("expect", expect)):
@@ -96,10 +97,12 @@ def _step_problems(spec: PlaybookSpec, step: Step, where: KeyPath, loaded: Loade
                 if spec_in is None:
                     bad_template = True
                     yield _problem(loaded, source, full, f"refers to undeclared input {name!r}")
-                elif isinstance(spec_in, DeviceInput) and path != (action.target_field,):
+                elif isinstance(spec_in, DeviceInput) and action is not None and path != (target_field,):
                     bad_template = True
                     yield _problem(loaded, source, full,
-                                   f"device input {name!r} may only select the step's {action.target_field or 'target'}")
+                                   f"device input {name!r} may only select the step's {target_field or 'target'}")
+    if action is None:
+        return
     if action.target_field is not None:
         raw_target = step.args.get(action.target_field)
         name = templates.whole_reference(raw_target) if isinstance(raw_target, str) else None

@@ -150,7 +150,7 @@ class Playbook:
             for item in value if isinstance(value, list) else [value]:
                 # Every input type already guarantees this; checked once more here because this
                 # is the last point before values are substituted into device commands.
-                if not SAFE_VALUE.match(str(item)):
+                if not SAFE_VALUE.fullmatch(str(item)):
                     raise ParameterError(name, "value contains characters that may not reach a device")
             if isinstance(spec, DeviceInput) and inventory is not None:
                 for device in value if isinstance(value, list) else [value]:

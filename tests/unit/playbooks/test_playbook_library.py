@@ -93,4 +93,4 @@ def test_rendered_values_use_only_the_safe_alphabet() -> None:
         values = playbook.validate_parameters(PARAMS[playbook.id])
         for value in values.values():
             for item in value if isinstance(value, list) else [value]:
-                assert SAFE_VALUE.match(str(item))
+                assert SAFE_VALUE.fullmatch(str(item))
