@@ -1,12 +1,675 @@
-"""`watchstander guidance ...`: the deadline tracker's commands."""
+"""`watchstander guidance ...`: the deadline tracker's commands, and the glue between the store and guidance/.
+
+Guidance errors are translated here, at the boundary, into the agent's own (and so exit statuses).
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time as time_mod
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from watchstander.guidance.catalogue import check_catalogue_set, load_catalogue_file, load_catalogues
+from watchstander.guidance.dates import parse_iso_date
+from watchstander.guidance.errors import CatalogueError, GuidanceError, NotifyError, RuleSyntaxError
+from watchstander.guidance.evidence import resolve_evidence
+from watchstander.guidance.model import Catalogue, Obligation
+from watchstander.guidance.reminders import (Reminder, RunResult, deliver, due_reminders, install_reminder_job,
+                                             notifiers_for)
+from watchstander.guidance.report import OperationalEvidence, Report, build_report, report_json
+from watchstander.guidance.rules import IDENT, parse_rule
+from watchstander.guidance.tracker import STANDING_LABELS, STATUSES, TrackedObligation, summarize, track
+
+from .context import Context
+from .errors import EXIT_FAILURE, EXIT_OK, ConfigError, InputError, NotFoundError, WatchstanderError
+from .guidance_store import SITE_CATALOGUE, GuidanceStore
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace, Context], int]
+EXPORT_FORMATS = ("csv", "json", "html", "pdf", "oscal-poam")
+
+
+def _translated(fn: Handler) -> Handler:
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace, ctx: Context) -> int:
+        try:
+            return fn(args, ctx)
+        except CatalogueError as exc:
+            raise ConfigError(str(exc).splitlines()[0], exc.problems) from exc
+        except GuidanceError as exc:
+            raise InputError(str(exc)) from exc
+    return wrapper
+
+
+def _date_arg(value: str) -> date:
+    try:
+        return parse_iso_date(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date in YYYY-MM-DD form") from exc
+
+
+# -- registration ---------------------------------------------------------------------------------
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     """Add the guidance command group."""
-    p = sub.add_parser("guidance", parents=[parent], help="EO 14409 guidance deadlines and reports")
-    p.set_defaults(handler=lambda args, ctx: (p.print_help(), 0)[1])
+    p = sub.add_parser("guidance", parents=[parent], help="EO 14409 guidance deadlines and reports",
+                       description="Track the obligations of EO 14409 and the memoranda that followed it: "
+                                   "due dates, owners, evidence, reminders and reports.")
+    gs = p.add_subparsers(dest="guidance_command", metavar="ACTION", required=True)
+
+    st = gs.add_parser("status", parents=[parent], help="obligations due, overdue or done on a day")
+    st.add_argument("--as-of", type=_date_arg, metavar="DATE", help="report date (default today)")
+    st.add_argument("--format", choices=("table", "json"), default="table")
+    st.add_argument("--order", action="append", metavar="ID", help="only this catalogue (repeatable), e.g. eo14409")
+    st.add_argument("--relevant", action="store_true", help="only obligations where the organisation leads or is consulted")
+    st.add_argument("--as-recorded", action="store_true",
+                    help="use the state as it had been recorded by the end of --as-of (replayed from the audit chain)")
+    st.set_defaults(handler=cmd_status)
+
+    sh = gs.add_parser("show", parents=[parent], help="one obligation in full, with its audit history")
+    sh.add_argument("id", metavar="ID")
+    sh.add_argument("--as-of", type=_date_arg, metavar="DATE")
+    sh.add_argument("--format", choices=("text", "json"), default="text")
+    sh.set_defaults(handler=cmd_show)
+
+    up = gs.add_parser("update", parents=[parent], help="change status, owner, evidence, notes or due date",
+                       description="Every change is recorded in the audit chain.")
+    up.add_argument("id", metavar="ID")
+    up.add_argument("--status", choices=STATUSES)
+    up.add_argument("--owner", metavar="NAME", help="who answers for it ('' clears)")
+    up.add_argument("--evidence", action="append", default=[], metavar="PATH|URL",
+                    help="a file (stored with its SHA-256) or an http(s) URL; repeatable")
+    up.add_argument("--note", metavar="TEXT")
+    up.add_argument("--due", type=_date_arg, metavar="DATE", help="override the computed due date (needs --reason)")
+    up.add_argument("--reason", metavar="TEXT", help="why the due date is overridden")
+    up.add_argument("--clear-due", action="store_true", help="drop a due-date override")
+    up.add_argument("--completed-on", type=_date_arg, metavar="DATE",
+                    help="the day it was completed (with --status complete; default today)")
+    up.set_defaults(handler=cmd_update)
+
+    ev = gs.add_parser("event", parents=[parent], help="record the day an anchor event happened",
+                       description="Dependent deadlines that count from an event (e.g. nspm11-waiver-granted) "
+                                   "get their due date once the event is recorded.")
+    ev.add_argument("name", metavar="NAME")
+    ev.add_argument("--date", type=_date_arg, required=True, metavar="DATE")
+    ev.add_argument("--note", metavar="TEXT")
+    ev.set_defaults(handler=cmd_event)
+
+    ad = gs.add_parser("add", parents=[parent], help="add a site follow-on obligation (implementing guidance)")
+    ad.add_argument("id", metavar="ID", help="new stable id, e.g. dow-impl-2b-01")
+    ad.add_argument("--order", default=SITE_CATALOGUE, metavar="CATALOGUE",
+                    help="catalogue it belongs to; its rules count from that order's date (default: site)")
+    ad.add_argument("--section", required=True, help="section label, e.g. 2(b) or 3(d)(i)")
+    ad.add_argument("--title", required=True)
+    ad.add_argument("--clause", help="opening words of the clause (default: the title)")
+    ad.add_argument("--lead", action="append", default=[], metavar="OFFICIAL")
+    ad.add_argument("--consulted", action="append", default=[], metavar="OFFICIAL")
+    ad.add_argument("--all-agencies", action="store_true", help="binds every agency")
+    ad.add_argument("--deliverable", required=True)
+    ad.add_argument("--deadline", default="none", metavar="RULE",
+                    help="e.g. '30 days after order', '10 days after eo14409-2b', 'on 2026-07-15', 'annually from order'")
+    ad.add_argument("--implements", metavar="ID", help="the obligation this one implements")
+    ad.add_argument("--notes")
+    ad.set_defaults(handler=cmd_add)
+
+    ex = gs.add_parser("export", parents=[parent], help="write a report: csv, json, html, pdf or oscal-poam")
+    ex.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    ex.add_argument("--out", type=Path, required=True, metavar="FILE")
+    ex.add_argument("--as-of", type=_date_arg, metavar="DATE")
+    ex.add_argument("--order", action="append", metavar="ID", help="only this catalogue (repeatable)")
+    ex.add_argument("--title", help="report title")
+    ex.add_argument("--as-recorded", action="store_true",
+                    help="use the state as it had been recorded by the end of --as-of (replayed from the audit chain)")
+    ex.set_defaults(handler=cmd_export)
+
+    rm = gs.add_parser("remind", parents=[parent], help="send due reminders now, or run the daily schedule")
+    rm.add_argument("--as-of", type=_date_arg, metavar="DATE")
+    rm.add_argument("--dry-run", action="store_true", help="print what would be sent; send and record nothing")
+    rm.add_argument("--serve", action="store_true", help="stay running and send reminders daily (APScheduler)")
+    rm.set_defaults(handler=cmd_remind)
+
+    ca = gs.add_parser("catalogues", parents=[parent], help="list catalogues, or validate catalogue files")
+    ca.add_argument("--validate", nargs="+", type=Path, metavar="FILE", help="validate these catalogue files")
+    ca.set_defaults(handler=cmd_catalogues)
+
+    xt = gs.add_parser("extract", parents=[parent], help="draft a catalogue from an order's text for human review")
+    xt.add_argument("file", type=Path, metavar="FILE")
+    xt.add_argument("--signed", type=_date_arg, required=True, metavar="YYYY-MM-DD")
+    xt.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    xt.set_defaults(handler=cmd_extract)
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+def guidance_store(ctx: Context) -> GuidanceStore:
+    """The guidance tables of the context's store."""
+    return GuidanceStore(ctx.store, ctx.audit, ctx.clock)
+
+
+def site_catalogue(organization: str, obligations: Sequence[Obligation] = ()) -> Catalogue:
+    """The catalogue that holds a site's own items not attached to an order."""
+    return Catalogue(id=SITE_CATALOGUE, number="Site", title=f"{organization} implementing guidance",
+                     type="agency-guidance", signed=None, citation="Added with `watchstander guidance add`",
+                     obligations=tuple(obligations))
+
+
+def load_all(ctx: Context, gstore: GuidanceStore | None = None) -> list[Catalogue]:
+    """Shipped and site catalogues, with the obligations added through `guidance add` merged in."""
+    cfg = ctx.config.guidance
+    catalogues = load_catalogues(cfg.catalogue_dirs)
+    gstore = gstore or guidance_store(ctx)
+    extra: dict[str, list[Obligation]] = {}
+    for cat_id, ob in gstore.site_obligations():
+        extra.setdefault(cat_id, []).append(ob)
+    merged = []
+    for cat in catalogues:
+        if cat.id in extra:
+            cat = cat.model_copy(update={"obligations": cat.obligations + tuple(extra.pop(cat.id))})
+        merged.append(cat)
+    site = extra.pop(SITE_CATALOGUE, [])
+    for cat_id, obs in extra.items():
+        log.warning("site obligations %s refer to missing catalogue %s; shown under site",
+                    ", ".join(o.id for o in obs), cat_id)
+        site.extend(obs)
+    if site:
+        merged.append(site_catalogue(cfg.organization, site))
+    check_catalogue_set(merged)
+    return merged
+
+
+def _today(ctx: Context) -> date:
+    return ctx.clock().date()
+
+
+def tracked(ctx: Context, as_of: date, orders: Sequence[str] | None = None,
+            gstore: GuidanceStore | None = None,
+            as_recorded: bool = False) -> tuple[list[Catalogue], list[TrackedObligation]]:
+    """Catalogues in scope and every obligation's standing on `as_of` (as known now, or as recorded then)."""
+    gstore = gstore or guidance_store(ctx)
+    catalogues = load_all(ctx, gstore)
+    rows = track(catalogues, gstore.states(as_of, as_recorded=as_recorded), gstore.events(as_of), as_of,
+                 ctx.config.guidance)
+    if orders:
+        known = {c.id for c in catalogues}
+        missing = [o for o in orders if o not in known]
+        if missing:
+            raise NotFoundError(f"no catalogue {', '.join(missing)}; known: {', '.join(sorted(known))}")
+        catalogues = [c for c in catalogues if c.id in orders]
+        rows = [r for r in rows if r.catalogue_id in orders]
+    return catalogues, rows
+
+
+def _find(rows: Sequence[TrackedObligation], ob_id: str) -> TrackedObligation:
+    for r in rows:
+        if r.id == ob_id:
+            return r
+    raise NotFoundError(f"no obligation {ob_id!r} (see `watchstander guidance status`)")
+
+
+# -- operational evidence -------------------------------------------------------------------------
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(float(value), timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return datetime.fromtimestamp(float(value), timezone.utc)
+        except ValueError:
+            return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def operational_evidence(ctx: Context, as_of: date) -> OperationalEvidence:
+    """Figures from the agent's own tables up to the end of `as_of`; a missing table counts as zero."""
+    cutoff = datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=timezone.utc)
+    notes: list[str] = []
+    counts: dict[str, Any] = {}
+    engine = ctx.store.engine
+    try:
+        tables = set(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            first_seen: dict[str, datetime] = {}
+            if "incidents" in tables:
+                cols = {c["name"] for c in inspect(engine).get_columns("incidents")}
+                wanted = [c for c in ("id", "first_seen", "created_at", "verdict_json") if c in cols]
+                triaged = model = baseline = fallbacks = 0
+                for row in conn.execute(text(f"SELECT {', '.join(wanted)} FROM incidents")):
+                    rec = dict(zip(wanted, row))
+                    created = _parse_time(rec.get("created_at")) or _parse_time(rec.get("first_seen"))
+                    if created is not None and created >= cutoff:
+                        continue
+                    seen = _parse_time(rec.get("first_seen"))
+                    if seen is not None and rec.get("id") is not None:
+                        first_seen[str(rec["id"])] = seen
+                    raw = rec.get("verdict_json")
+                    if not raw:
+                        continue
+                    try:
+                        verdict = json.loads(raw)
+                    except (TypeError, ValueError):
+                        continue
+                    triaged += 1
+                    prov = verdict.get("provenance") or {} if isinstance(verdict, dict) else {}
+                    if prov.get("analyst") == "model":
+                        model += 1
+                    elif prov.get("analyst") == "baseline":
+                        baseline += 1
+                    if prov.get("fallback_reason"):
+                        fallbacks += 1
+                counts.update(incidents_triaged=triaged, verdicts_model=model, verdicts_baseline=baseline,
+                              model_fallbacks=fallbacks)
+            else:
+                notes.append("No incidents table in the store yet: incident and verdict figures are zero.")
+            if "audit_log" in tables:
+                delays: list[float] = []
+                approved = rejected = 0
+                runs: set[str] = set()
+                rows = conn.execute(text(
+                    "SELECT time, action, subject, data FROM audit_log "
+                    "WHERE action LIKE 'suggestion.%' OR action LIKE 'playbook%run%' ORDER BY seq"))
+                for when_s, action, subject, data in rows:
+                    when = _parse_time(when_s)
+                    if when is None or when >= cutoff:
+                        continue
+                    if action.startswith("playbook"):
+                        runs.add(subject)
+                        continue
+                    verb = action.split(".", 1)[1] if "." in action else action
+                    if verb.startswith("approv"):
+                        approved += 1
+                    elif verb.startswith("reject"):
+                        rejected += 1
+                    else:
+                        continue
+                    try:
+                        payload = json.loads(data) if data else {}
+                    except ValueError:
+                        payload = {}
+                    incident = payload.get("incident_id") or payload.get("incident") if isinstance(payload, dict) else None
+                    seen = first_seen.get(str(incident)) if incident is not None else None
+                    if seen is not None and when >= seen:
+                        delays.append((when - seen).total_seconds())
+                counts.update(suggestions_approved=approved, suggestions_rejected=rejected, playbooks_run=len(runs))
+                if delays:
+                    counts.update(median_detection_to_decision_s=statistics.median(delays), decisions_timed=len(delays))
+                elif approved or rejected:
+                    notes.append("Decisions found, but none names an incident with a first-seen time: "
+                                 "no detection-to-decision median.")
+    except SQLAlchemyError as exc:
+        log.warning("operational evidence incomplete: %s", exc)
+        notes.append(f"Store could not be read completely: {exc.__class__.__name__}.")
+    return OperationalEvidence(**counts, notes=tuple(notes))
+
+
+# -- reports --------------------------------------------------------------------------------------
+
+def make_report(ctx: Context, as_of: date, orders: Sequence[str] | None = None, title: str | None = None,
+                as_recorded: bool = False) -> Report:
+    """Build the report model for `as_of` from the store."""
+    catalogues, rows = tracked(ctx, as_of, orders, as_recorded=as_recorded)
+    cfg = ctx.config.guidance
+    if title is None:
+        names = ", ".join(c.display_name for c in catalogues) or "no orders"
+        title = f"Guidance compliance report: {names}"
+    return build_report(title=title, organization=cfg.organization, as_of=as_of, generated_at=ctx.clock(),
+                        generated_by=f"watchstander ({ctx.identity})", catalogues=catalogues, rows=rows,
+                        summary=summarize(rows, as_of, cfg.organization),
+                        operational=operational_evidence(ctx, as_of))
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path = path.expanduser()
+    if not path.parent.exists():
+        raise InputError(f"output folder does not exist: {path.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_export(report: Report, fmt: str, out: Path) -> None:
+    """Write one export format to `out` (atomically: a reader never sees half a file)."""
+    def text_writer(content: str, encoding: str = "utf-8") -> Callable[[Path], None]:
+        def write(p: Path) -> None:
+            with open(p, "w", encoding=encoding, newline="") as fh:
+                fh.write(content)
+        return write
+
+    if fmt == "csv":
+        from watchstander.guidance.report_csv import report_csv
+        _atomic_write(out, text_writer(report_csv(report), "utf-8-sig"))
+    elif fmt == "json":
+        _atomic_write(out, text_writer(report_json(report)))
+    elif fmt == "html":
+        from watchstander.guidance.report_html import report_html
+        _atomic_write(out, text_writer(report_html(report)))
+    elif fmt == "pdf":
+        from watchstander.guidance.report_pdf import write_pdf
+        _atomic_write(out, lambda p: write_pdf(report, p))
+    elif fmt == "oscal-poam":
+        from watchstander.guidance.oscal import poam_json
+        _atomic_write(out, text_writer(poam_json(report)))
+    else:
+        raise InputError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+
+
+def write_demo_report(ctx: Context, out_dir: Path, as_of: date) -> list[Path]:
+    """Write the EO 14409 report as of `as_of` into `out_dir` (HTML, PDF and JSON); returns the files."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create {out_dir}: {exc.strerror}") from exc
+    try:
+        report = make_report(ctx, as_of, ["eo14409"], title="EO 14409 compliance report")
+        stem = f"eo14409-report-{as_of.isoformat()}"
+        written = []
+        for fmt, suffix in (("html", "html"), ("pdf", "pdf"), ("json", "json")):
+            path = out_dir / f"{stem}.{suffix}"
+            write_export(report, fmt, path)
+            written.append(path)
+    except CatalogueError as exc:
+        raise ConfigError(str(exc).splitlines()[0], exc.problems) from exc
+    except GuidanceError as exc:
+        raise InputError(str(exc)) from exc
+    return written
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+def _table(rows: Sequence[TrackedObligation]) -> list[str]:
+    headers = ("DUE", "DAYS", "STANDING", "ORDER", "SEC.", "ID", "OWNER", "TITLE")
+    data = []
+    for r in rows:
+        due = r.due.isoformat() if r.due else "—"
+        if r.due_flag:
+            due += "*"
+        data.append((due, "" if r.days_left is None else str(r.days_left), STANDING_LABELS[r.standing],
+                     r.order, r.obligation.section, r.id, r.state.owner or "-", r.obligation.title))
+    widths = [max(len(h), *(len(d[i]) for d in data)) if data else len(h) for i, h in enumerate(headers)]
+    widths[-1] = len(headers[-1])
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    return [fmt.format(*headers)] + [fmt.format(*d) for d in data]
+
+
+@_translated
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    """Print every obligation's standing on a day."""
+    from .cli import dump_json
+
+    as_of = args.as_of or _today(ctx)
+    _, rows = tracked(ctx, as_of, args.order, as_recorded=args.as_recorded)
+    summary = summarize(rows, as_of, ctx.config.guidance.organization)
+    if args.relevant:
+        rows = [r for r in rows if r.relevance != "awareness"]
+    if args.format == "json":
+        from watchstander.guidance.report import row_of
+        print(dump_json({"as_of": as_of.isoformat(), "summary": summary.model_dump(mode="json"),
+                         "obligations": [row_of(r).model_dump(mode="json") for r in rows]}))
+        return EXIT_OK
+    print(f"Guidance status as of {as_of.isoformat()} — {summary.organization}")
+    print(summary.verdict)
+    mine = [r for r in rows if r.relevance != "awareness"]
+    others = [r for r in rows if r.relevance == "awareness"]
+    for heading, group in ((f"\n{summary.organization} leads, is consulted, or all agencies ({len(mine)}):", mine),
+                           (f"\nFor awareness ({len(others)}):", others)):
+        if group:
+            print(heading)
+            print("\n".join(_table(group)))
+    if any(r.due_flag for r in rows):
+        print("\n* due date falls on a weekend or federal holiday (flagged, not moved)")
+    return EXIT_OK
+
+
+@_translated
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+    """Print one obligation in full with its audit history."""
+    from watchstander.guidance.report import row_of
+
+    from .cli import dump_json
+
+    gstore = guidance_store(ctx)
+    as_of = args.as_of or _today(ctx)
+    _, rows = tracked(ctx, as_of, gstore=gstore)
+    row = row_of(_find(rows, args.id))
+    history = gstore.history(args.id)
+    if args.format == "json":
+        print(dump_json({"obligation": row.model_dump(mode="json"), "history": history}))
+        return EXIT_OK
+    print(f"{row.order} Sec. {row.section} — {row.title}  [{row.id}]")
+    print(f"  clause:      “{row.clause} …”")
+    print(f"  lead:        {'; '.join(row.lead) or 'all agencies / not named'}")
+    if row.consulted:
+        print(f"  consulted:   {'; '.join(row.consulted)}")
+    print(f"  deliverable: {row.deliverable}")
+    print(f"  deadline:    {row.rule}  ({row.basis})")
+    print(f"  due:         {row.due.isoformat() if row.due else '—'}"
+          + (f"  (falls on {row.due_flag})" if row.due_flag else ""))
+    print(f"  standing:    {row.standing_label} on {as_of.isoformat()}; status {row.status_label}; owner {row.owner or '-'}")
+    for e in row.evidence:
+        print(f"  evidence:    {e.ref}" + (f"  sha256 {e.sha256}" if e.sha256 else "") + f"  ({e.added_by}, {e.added_at})")
+    for n in row.notes:
+        print(f"  note:        {n}")
+    if history:
+        print("  history:")
+        for h in history:
+            details = {k: v for k, v in h.items() if k not in ("seq", "time", "actor", "action")}
+            print(f"    #{h['seq']} {h['time']} {h['actor']} {h['action']} {json.dumps(details, ensure_ascii=False)}")
+    return EXIT_OK
+
+
+@_translated
+def cmd_update(args: argparse.Namespace, ctx: Context) -> int:
+    """Apply one audited update to an obligation."""
+    gstore = guidance_store(ctx)
+    catalogues = load_all(ctx, gstore)
+    if not any(ob.id == args.id for c in catalogues for ob in c.obligations):
+        raise NotFoundError(f"no obligation {args.id!r} (see `watchstander guidance status`)")
+    evidence = [resolve_evidence(e) for e in args.evidence]
+    state = gstore.update(args.id, ctx.identity, status=args.status, owner=args.owner, note=args.note,
+                          evidence=evidence, due_override=args.due, override_reason=args.reason,
+                          clear_override=args.clear_due, completed_on=args.completed_on)
+    print(f"{args.id}: status {state.status}, owner {state.owner or '-'}, "
+          f"{len(state.evidence)} evidence item(s)"
+          + (f", due overridden to {state.due_override.isoformat()}" if state.due_override else ""))
+    for e in evidence:
+        print(f"  evidence {e.ref}" + (f" sha256 {e.sha256}" if e.sha256 else ""))
+    return EXIT_OK
+
+
+@_translated
+def cmd_event(args: argparse.Namespace, ctx: Context) -> int:
+    """Record an anchor event."""
+    import re
+
+    if not re.fullmatch(IDENT, args.name):
+        raise InputError(f"event name {args.name!r}: use lower-case letters, digits, '.', '_', '-'")
+    gstore = guidance_store(ctx)
+    catalogues = load_all(ctx, gstore)
+    referenced = {getattr(getattr(ob.deadline, "anchor", None) or getattr(ob.deadline, "start", None), "name", None)
+                  for c in catalogues for ob in c.obligations}
+    referenced |= {getattr(getattr(ob.deadline, "until", None), "name", None) for c in catalogues for ob in c.obligations}
+    gstore.record_event(args.name, args.date, ctx.identity, args.note)
+    print(f"event {args.name} recorded on {args.date.isoformat()}")
+    if args.name not in referenced:
+        print(f"warning: no obligation counts from event {args.name!r}", file=sys.stderr)
+    return EXIT_OK
+
+
+@_translated
+def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
+    """Add a site follow-on obligation after validating it against the catalogue set."""
+    from pydantic import ValidationError
+
+    gstore = guidance_store(ctx)
+    catalogues = load_all(ctx, gstore)
+    try:
+        rule = parse_rule(args.deadline)
+        ob = Obligation(id=args.id, section=args.section, title=args.title, clause=args.clause or args.title,
+                        lead=tuple(args.lead), consulted=tuple(args.consulted), all_agencies=args.all_agencies,
+                        deliverable=args.deliverable, deadline=rule, implements=args.implements, notes=args.notes)
+    except RuleSyntaxError:
+        raise
+    except ValidationError as exc:
+        problems = [(".".join(str(p) for p in e["loc"]) or "obligation", e["msg"]) for e in exc.errors()]
+        raise InputError("invalid obligation: " + "; ".join(f"{k}: {m}" for k, m in problems)) from exc
+    target = next((c for c in catalogues if c.id == args.order), None)
+    if target is None and args.order != SITE_CATALOGUE:
+        raise NotFoundError(f"no catalogue {args.order!r}; known: {', '.join(sorted(c.id for c in catalogues))}")
+    try:
+        if target is None:
+            target = site_catalogue(ctx.config.guidance.organization)
+        # Validate as part of its catalogue and the whole set before storing anything.
+        candidate = Catalogue.model_validate({**target.model_dump(), "obligations": [
+            *[o.model_dump() for o in target.obligations], ob.model_dump()]})
+    except ValidationError as exc:
+        raise InputError(f"obligation does not fit catalogue {args.order}: {exc.errors()[0]['msg']}") from exc
+    check_catalogue_set([c for c in catalogues if c.id != candidate.id] + [candidate])
+    gstore.add_site_obligation(args.order, ob, ctx.identity)
+    print(f"added {ob.id} to {args.order} ({ob.section}, deadline {args.deadline})")
+    return EXIT_OK
+
+
+@_translated
+def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
+    """Write one report file."""
+    as_of = args.as_of or _today(ctx)
+    report = make_report(ctx, as_of, args.order, args.title, args.as_recorded)
+    write_export(report, args.format, args.out)
+    print(f"wrote {args.out} ({args.format}, as of {as_of.isoformat()}, {len(report.rows)} obligations)")
+    return EXIT_OK
+
+
+def run_reminders(ctx: Context, as_of: date, *, dry_run: bool = False,
+                  notifiers: Sequence[Any] | None = None) -> tuple[list[Reminder], RunResult]:
+    """Compute and deliver the reminders due on `as_of`; each channel gets each reminder once."""
+    cfg = ctx.config.guidance
+    gstore = guidance_store(ctx)
+    _, rows = tracked(ctx, as_of, gstore=gstore)
+    reminders = due_reminders(rows, as_of, cfg.reminders)
+    if dry_run:
+        return reminders, RunResult(considered=len(reminders))
+    sent = gstore.reminders_sent()
+
+    def already(m: Reminder, channel: str) -> bool:
+        return (m.obligation_id, m.due.isoformat(), m.key, channel) in sent
+
+    def mark(m: Reminder, channel: str) -> None:
+        gstore.mark_reminder_sent(m.obligation_id, m.due, m.key, channel, "watchstander:reminders")
+
+    chans = list(notifiers) if notifiers is not None else notifiers_for(cfg.reminders)
+    return reminders, deliver(reminders, as_of, cfg.organization, chans, already, mark)
+
+
+@_translated
+def cmd_remind(args: argparse.Namespace, ctx: Context) -> int:
+    """Send today's reminders once, or keep sending them daily."""
+    if args.serve:
+        return _serve_reminders(ctx)
+    as_of = args.as_of or _today(ctx)
+    reminders, result = run_reminders(ctx, as_of, dry_run=args.dry_run)
+    for m in reminders:
+        print(f"{m.key:<22} {m.headline}")
+    if not reminders:
+        print(f"no reminders due on {as_of.isoformat()}")
+    if not args.dry_run:
+        for channel, n in result.sent.items():
+            print(f"{channel}: {n} sent")
+        for channel, err in result.failed.items():
+            print(f"{channel}: FAILED: {err}", file=sys.stderr)
+    return EXIT_FAILURE if result.failed else EXIT_OK
+
+
+def _serve_reminders(ctx: Context) -> int:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    cfg = ctx.config.guidance.reminders
+
+    def job() -> None:
+        try:
+            run_reminders(ctx, _today(ctx))
+        except (WatchstanderError, GuidanceError) as exc:
+            log.error("guidance reminder run failed: %s", exc)
+
+    from zoneinfo import ZoneInfo
+
+    scheduler = BackgroundScheduler(timezone=ZoneInfo(cfg.timezone))
+    install_reminder_job(scheduler, job, cfg)
+    scheduler.start()
+    log.info("guidance reminders scheduled daily at %02d:%02d %s", cfg.hour, cfg.minute, cfg.timezone)
+    try:
+        while True:
+            time_mod.sleep(3600)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+@_translated
+def cmd_catalogues(args: argparse.Namespace, ctx: Context) -> int:
+    """List the catalogues in use, or validate the files given."""
+    if args.validate:
+        bad = 0
+        for path in args.validate:
+            try:
+                cat = load_catalogue_file(path)
+            except CatalogueError as exc:
+                bad += 1
+                print(f"{path}: INVALID", file=sys.stderr)
+                for where, what in exc.problems:
+                    print(f"  {where}: {what}", file=sys.stderr)
+                continue
+            print(f"{path}: ok ({cat.display_name}, {len(cat.obligations)} obligations)")
+        return EXIT_FAILURE if bad else EXIT_OK
+    for cat in load_all(ctx):
+        signed = cat.signed.isoformat() if cat.signed else "n/a"
+        print(f"{cat.id:<10} {cat.display_name:<10} signed {signed}  {len(cat.obligations):>3} obligations  {cat.title}")
+    return EXIT_OK
+
+
+def cmd_extract(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the extractor over an order's text and print a draft catalogue for review."""
+    try:
+        from watchstander.guidance import extractor
+    except ImportError as exc:
+        raise InputError(f"the extractor is not available in this build: {exc}") from exc
+    try:
+        text_in = args.file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read {args.file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{args.file} is not UTF-8 text") from exc
+    try:
+        items = extractor.extract(text_in, args.signed)
+        if args.format == "json":
+            from .cli import dump_json
+            print(dump_json([i.model_dump(mode="json") for i in items]))
+        else:
+            print(extractor.to_yaml_catalogue(items), end="")
+    except GuidanceError as exc:
+        raise InputError(str(exc)) from exc
+    return EXIT_OK
