@@ -104,10 +104,13 @@ class ApprovalStore:
                     conn.execute(t.update().where(t.c.id.in_(superseded)).values(
                         revoked_at=now, revoked_by=approver,
                         revoke_reason=f"superseded by sha256 {playbook.content_hash}"))
-                new_id = conn.execute(t.insert().values(
+                key = conn.execute(t.insert().values(
                     playbook_id=playbook.id, version=playbook.version, content_hash=playbook.content_hash,
                     source=playbook.source, approver=approver, approved_at=now, comment=comment,
-                )).inserted_primary_key[0]
+                )).inserted_primary_key
+                if key is None:
+                    raise StoreError("the store did not return the new approval's id")
+                new_id = int(key[0])
                 self._audit.append(approver, "playbook.approve", f"playbook:{playbook.id}", {
                     "approval_id": new_id, "content_hash": playbook.content_hash,
                     "version": playbook.version, "source": playbook.source, "risk": playbook.risk,

@@ -105,8 +105,8 @@ def _step_problems(spec: PlaybookSpec, step: Step, where: KeyPath, loaded: Loade
         return
     if action.target_field is not None:
         raw_target = step.args.get(action.target_field)
-        name = templates.whole_reference(raw_target) if isinstance(raw_target, str) else None
-        target_input = spec.inputs.get(name) if name else None
+        target_name = templates.whole_reference(raw_target) if isinstance(raw_target, str) else None
+        target_input = spec.inputs.get(target_name) if target_name else None
         if not isinstance(target_input, DeviceInput) or target_input.many:
             bad_template = True
             yield _problem(loaded, source, (*where, "args", action.target_field),

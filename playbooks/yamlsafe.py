@@ -38,7 +38,7 @@ class LoadedYaml:
     lines: dict[KeyPath, int]
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]
     """SafeLoader that refuses anchors and aliases while composing (they hide what will be run)."""
 
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
@@ -46,7 +46,7 @@ class _StrictLoader(yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise yaml.composer.ComposerError(None, None, "anchors and aliases are not allowed",
                                               event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)  # type: ignore[no-any-return,unused-ignore]
 
 
 def key_path(path: KeyPath) -> str:
@@ -74,12 +74,12 @@ def parse_yaml(raw: bytes, file: str) -> LoadedYaml:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
+        at: int | None = mark.line + 1 if mark is not None else None
         message = exc.problem or exc.context or "syntax error"
-        raise PlaybookValidationError([Problem(file, line, "", f"YAML: {message}")]) from None
+        raise PlaybookValidationError([Problem(file, at, "", f"YAML: {message}")]) from None
     except yaml.reader.ReaderError as exc:
-        line = text[: exc.position].count("\n") + 1
-        raise PlaybookValidationError([Problem(file, line, "", f"YAML: {exc.reason}")]) from None
+        raise PlaybookValidationError([Problem(file, text[: exc.position].count("\n") + 1, "",
+                                               f"YAML: {exc.reason}")]) from None
     except yaml.YAMLError as exc:
         raise PlaybookValidationError([Problem(file, None, "", f"YAML: {exc}")]) from None
     except RecursionError:
