@@ -152,14 +152,19 @@ def _anchor_date(anchor: OrderStart | ObligationStart | EventStart | DateStart, 
 
 def _recurring_due(rule: Recurring, start: date, last_done: date | None, as_of: date,
                    ended: date | None) -> date | None:
-    # A completion counts for the cycle whose due date is the first one on or after one period
-    # before it, so finishing early or a little late both close the current cycle.
+    # A completion counts for the cycle whose due date is nearest to it (ties go to the earlier
+    # cycle), so finishing a little early or a little late both close the current cycle.
     k = 1
     if last_done is not None:
-        floor = subtract_period(last_done, rule.period)
-        while add_period(start, rule.period, k) < floor:
+        while add_period(start, rule.period, k) <= last_done:
             k += 1
-        k += 1
+        # occurrence k is the first one after the completion; k - 1 the last on or before it
+        after = add_period(start, rule.period, k)
+        before = add_period(start, rule.period, k - 1) if k > 1 else None
+        covered = k
+        if before is not None and (last_done - before) <= (after - last_done):
+            covered = k - 1
+        k = covered + 1
     due = add_period(start, rule.period, k)
     if ended is not None and due > ended:
         return None
@@ -212,6 +217,8 @@ def _standing(ob: Obligation, st: TrackingState, due: date | None, waiting: str 
             return "complete"
     if st.status == "submitted" and not recurring:
         return "submitted"
+    if recurring and due is None and st.status == "complete":
+        return "complete"
     if due is None:
         return "awaiting_anchor" if waiting else "no_deadline"
     if due < as_of:
