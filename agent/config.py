@@ -112,6 +112,8 @@ class DnsTunnelConfig(Frozen):
     min_avg_label_len: float = Field(20.0, gt=0)
     min_entropy: float = Field(3.2, gt=0)
     unusual_type_ratio: float = Field(0.5, gt=0, le=1)
+    long_label_len: int = Field(50, ge=10, le=255, description="a label this long carries encoded data")
+    long_names: int = Field(3, ge=1, description="unique names with such labels that alone raise a finding")
     max_domains_tracked: int = Field(50_000, ge=100)
 
 

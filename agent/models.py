@@ -80,7 +80,7 @@ class RecommendedAction(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     playbook: str = Field(min_length=1, max_length=128)
-    parameters: dict[str, str | int | bool] = Field(default_factory=dict)
+    parameters: dict[str, str | int | bool | list[str]] = Field(default_factory=dict)
     justification: str = Field(default="", max_length=2000)
 
 

@@ -1,0 +1,36 @@
+"""The detector registry: a plain dict keyed by detector id, built from one table."""
+
+from __future__ import annotations
+
+from ..config import DetectorsConfig
+from .arpspoof import ArpSpoofDetector
+from .base import Detector, Emit
+from .bruteforce import BruteForceDetector
+from .dnstunnel import DnsTunnelDetector
+from .ids import IdsAlertDetector
+from .portscan import PortScanDetector
+from .sweep import SweepDetector
+from .synflood import SynFloodDetector
+
+DETECTORS: dict[str, type[Detector]] = {}
+
+
+def register(cls: type[Detector]) -> type[Detector]:
+    """Add a detector class; a duplicate id raises."""
+    if cls.id in DETECTORS:
+        raise ValueError(f"detector {cls.id!r} registered twice")
+    DETECTORS[cls.id] = cls
+    return cls
+
+
+for _cls in (BruteForceDetector, PortScanDetector, SweepDetector, ArpSpoofDetector, DnsTunnelDetector,
+             SynFloodDetector, IdsAlertDetector):
+    register(_cls)
+
+
+def build_detectors(config: DetectorsConfig, emit: Emit) -> list[Detector]:
+    """Instantiate every enabled detector with its own config section."""
+    unknown = set(config.disabled) - DETECTORS.keys()
+    if unknown:
+        raise ValueError(f"unknown detectors in detectors.disabled: {', '.join(sorted(unknown))}")
+    return [cls(getattr(config, det_id), emit) for det_id, cls in DETECTORS.items() if det_id not in config.disabled]

@@ -1,0 +1,47 @@
+"""SYN floods: a burst of connection attempts against one address and port."""
+
+from __future__ import annotations
+
+from watchstander.connectors.events import ACK, NETWORK, SYN, Event
+
+from ..config import SynFloodConfig
+from .base import Detector, Distinct, Emit, WindowTable
+
+SOURCE_CAP = 10_000
+
+
+class SynFloodDetector(Detector):
+    """Counts SYNs per destination service in a short window; many sources means spoofed."""
+
+    id = "synflood"
+    kinds = (NETWORK,)
+    techniques = ("T1499.001", "T1498.001")
+    title = "SYN flood"
+
+    def __init__(self, config: SynFloodConfig, emit: Emit) -> None:
+        super().__init__(config, emit)
+        self.table: WindowTable[Distinct] = WindowTable(config.window_s, Distinct, max_keys=50_000)
+
+    def feed(self, ev: Event) -> None:
+        """Count one SYN against its destination service."""
+        if ev.flags & (SYN | ACK) != SYN or ev.proto != "tcp":
+            return
+        st = self.table.get((ev.dst, ev.dport), ev.time)
+        st.add(ev.src, SOURCE_CAP)
+        f = st.finding
+        if f is None:
+            if st.n < self.config.syns:
+                return
+            spoofed = len(st.items) >= self.config.spoofed_sources
+            entities = {"victim": ev.dst or "?", "victim_port": str(ev.dport)}
+            if not spoofed:
+                entities["attacker"] = ev.src or "?"
+            f = st.open(self, f"SYN flood against {ev.dst}:{ev.dport}", "high", entities, ev)
+        st.update(ev, "distinct_sources")
+        spoofed = len(st.items) >= self.config.spoofed_sources
+        f.attributes["spoofed_sources"] = spoofed
+        if spoofed:
+            f.entities.pop("attacker", None)
+            f.attributes["source_count_capped"] = len(st.items) >= SOURCE_CAP
+        rate_window = max(ev.time - f.first_seen, 1e-3)
+        f.attributes["syn_rate_per_s"] = round(st.n / rate_window, 1)

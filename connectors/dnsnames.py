@@ -1,0 +1,50 @@
+"""Plain lists of DNS query names (one per line, optionally `label,qname` CSV or tshark field output)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import SourceError
+from .events import DNS, Event
+from .skips import SkipCounter
+
+log = logging.getLogger(__name__)
+
+# tshark prints non-printable label bytes as \ooo octal escapes; keep them as-is.
+_NAME = re.compile(r"^(?:[A-Za-z0-9_-]|\\[0-7]{3}|\\.)(?:[A-Za-z0-9_.-]|\\[0-7]{3}|\\.)*$")
+
+
+def looks_like_name(text: str) -> bool:
+    """True when a line is a bare DNS name with at least two labels."""
+    return "." in text.strip(".") and not text.replace(".", "").isdigit() and bool(_NAME.match(text)) \
+        and len(text) <= 1024
+
+
+def read_dns_names(path: str | Path, source: str | None = None, skips: SkipCounter | None = None,
+                   time: float = 0.0) -> Iterator[Event]:
+    """Yield one DNS query Event per name; the client is unknown in this format."""
+    path = Path(path)
+    name = source or f"dnsnames:{path.name}"
+    skips = skips or SkipCounter(log, name)
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+    with fh:
+        for n, raw in enumerate(fh, 1):
+            line = raw.decode("utf-8", "backslashreplace").strip()
+            if not line or line.startswith("#"):
+                continue
+            if "," in line:
+                field = line.rsplit(",", 1)[1].strip()
+                if n == 1 and not looks_like_name(field):
+                    continue  # a CSV header row
+                line = field
+            if not looks_like_name(line):
+                skips.skip("not a DNS name", f"line {n}: {line[:80]}")
+                continue
+            yield Event(time, name, DNS, attrs={"qname": line.rstrip(".")[:1024], "qtype": 0, "response": False},
+                        ref=f"{name}:{n}")

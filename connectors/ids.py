@@ -1,0 +1,133 @@
+"""IDS output: Suricata EVE JSON (one object per line, or a JSON array) into Events."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import SourceError
+from .events import DETECTION, DNS, NETWORK, Event, excerpt
+from .skips import SkipCounter
+
+log = logging.getLogger(__name__)
+
+MAX_RECORD = 1024 * 1024
+MAX_ARRAY_FILE = 256 * 1024 * 1024
+
+
+def _time(value: Any) -> float:
+    if not isinstance(value, str):
+        raise ValueError("timestamp missing")
+    text = value.replace("Z", "+00:00")
+    # Suricata writes +0000 without the colon; fromisoformat in 3.11 accepts both forms.
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _port(value: Any) -> int | None:
+    if isinstance(value, int) and 0 <= value <= 65535:
+        return value
+    return None
+
+
+def _str(value: Any, limit: int = 256) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def eve_event(obj: Any, source: str, ref: str) -> Event | None:
+    """Normalize one EVE object; None for event types no detector uses (stats, flow, ...)."""
+    if not isinstance(obj, dict):
+        raise ValueError("EVE record is not a JSON object")
+    etype = obj.get("event_type")
+    ts = _time(obj.get("timestamp"))
+    src, dst = _str(obj.get("src_ip"), 64), _str(obj.get("dest_ip"), 64)
+    sport, dport = _port(obj.get("src_port")), _port(obj.get("dest_port"))
+    proto = _str(obj.get("proto"), 16)
+    proto = proto.lower() if proto else None
+    if etype == "alert":
+        alert = obj.get("alert")
+        if not isinstance(alert, dict):
+            raise ValueError("alert record without an alert object")
+        sev = alert.get("severity")
+        attrs = {
+            "signature": _str(alert.get("signature"), 512) or "",
+            "signature_id": alert.get("signature_id") if isinstance(alert.get("signature_id"), int) else None,
+            "category": _str(alert.get("category")) or "",
+            "severity": sev if isinstance(sev, int) and 1 <= sev <= 4 else 3,
+            "action": _str(alert.get("action"), 32),
+            "engine": "suricata",
+        }
+        return Event(ts, source, DETECTION, src, dst, sport, dport, proto, attrs=attrs,
+                     raw=excerpt(attrs["signature"]), ref=ref)
+    if etype == "dns":
+        dns = obj.get("dns")
+        if not isinstance(dns, dict):
+            return None
+        qname = dns.get("rrname")
+        if not isinstance(qname, str):
+            return None
+        qtype_name = dns.get("rrtype")
+        from .syslog_messages import QTYPES
+
+        attrs = {"qname": qname.rstrip(".")[:512], "qtype": QTYPES.get(str(qtype_name), 0),
+                 "response": dns.get("type") == "answer"}
+        return Event(ts, source, DNS, src, dst, sport, dport, proto, attrs=attrs, ref=ref)
+    if etype == "flow":
+        return Event(ts, source, NETWORK, src, dst, sport, dport, proto, ref=ref)
+    return None
+
+
+def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | None = None) -> Iterator[Event]:
+    """Yield Events from an EVE file, JSON lines or one JSON array; bad records are counted."""
+    path = Path(path)
+    name = source or f"eve:{path.name}"
+    skips = skips or SkipCounter(log, name)
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+    with fh:
+        head = fh.read(4096).lstrip()
+        fh.seek(0)
+        if head.startswith(b"["):
+            if path.stat().st_size > MAX_ARRAY_FILE:
+                raise SourceError(f"{path}: JSON array larger than {MAX_ARRAY_FILE} bytes; use JSON lines")
+            try:
+                records = json.loads(fh.read().decode("utf-8", "replace"))
+            except json.JSONDecodeError as exc:
+                raise SourceError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+            if not isinstance(records, list):
+                raise SourceError(f"{path}: expected a JSON array of EVE records")
+            for i, obj in enumerate(records, 1):
+                ev = _safe(obj, name, f"{name}[{i}]", skips)
+                if ev is not None:
+                    yield ev
+            return
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            if len(raw) > MAX_RECORD:
+                skips.skip("overlong EVE record", f"line {n}")
+                continue
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                skips.skip("invalid JSON", f"line {n}: {exc}")
+                continue
+            ev = _safe(obj, name, f"{name}:{n}", skips)
+            if ev is not None:
+                yield ev
+
+
+def _safe(obj: Any, source: str, ref: str, skips: SkipCounter) -> Event | None:
+    try:
+        return eve_event(obj, source, ref)
+    except (ValueError, TypeError, OverflowError) as exc:
+        skips.skip("bad EVE record", f"{ref}: {exc}")
+        return None
