@@ -666,10 +666,10 @@ def cmd_extract(args: argparse.Namespace, ctx: Context) -> int:
     try:
         items = extractor.extract(text_in, args.signed)
         if args.format == "json":
-            from .cli import dump_json
-            print(dump_json([i.model_dump(mode="json") for i in items]))
+            print(extractor.to_json(items))
         else:
-            print(extractor.to_yaml_catalogue(items), end="")
-    except GuidanceError as exc:
-        raise InputError(str(exc)) from exc
+            meta = extractor.read_order_meta(text_in).model_copy(update={"signed": args.signed})
+            print(extractor.to_yaml_catalogue(items, meta), end="")
+    except (GuidanceError, ValueError) as exc:
+        raise InputError(f"cannot extract from {args.file}: {exc}") from exc
     return EXIT_OK
