@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +11,6 @@ import pytest
 from watchstander.guidance.catalogue import load_catalogues
 from watchstander.guidance.config import GuidanceConfig
 from watchstander.guidance.model import Catalogue
-
-REPO = Path(__file__).resolve().parents[3]
-SHARED_ORDERS = REPO / ".." / "shared" / "orders"
-
 
 @pytest.fixture(scope="session")
 def shipped() -> list[Catalogue]:

@@ -16,7 +16,8 @@ from watchstander.guidance.model import Catalogue
 from watchstander.guidance.rules import AfterAnchor, NoDeadline, OrderStart
 from watchstander.guidance.tracker import track
 
-from .conftest import REPO, SHARED_ORDERS
+REPO = Path(__file__).resolve().parents[3]
+SHARED_ORDERS = REPO / ".." / "shared" / "orders"
 
 ORDER_FILES = {"eo14409": "EO14409_", "nspm11": "NSPM-11_", "nspm12": "NSPM-12_"}
 
