@@ -132,10 +132,22 @@ class IdsConfig(Frozen):
     min_severity: int = Field(3, ge=1, le=4, description="Suricata severity (1 highest) at or above which alerts pass")
 
 
+DETECTOR_IDS = ("bruteforce", "portscan", "sweep", "arpspoof", "dnstunnel", "synflood", "ids")
+
+
 class DetectorsConfig(Frozen):
     """Per-detector thresholds; `disabled` names detectors to switch off."""
 
     disabled: tuple[str, ...] = ()
+
+    @field_validator("disabled")
+    @classmethod
+    def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(v) - set(DETECTOR_IDS))
+        if unknown:
+            raise ValueError(f"unknown detector(s) {', '.join(unknown)}; known: {', '.join(DETECTOR_IDS)}")
+        return v
+
     bruteforce: BruteForceConfig = BruteForceConfig()
     portscan: PortScanConfig = PortScanConfig()
     sweep: SweepConfig = SweepConfig()
@@ -148,7 +160,14 @@ class DetectorsConfig(Frozen):
 class CorrelationConfig(Frozen):
     """Findings about the same entity within `window_s` of each other form one incident."""
 
-    window_s: float = Field(3600.0, gt=0)
+    # Six hours: a guessing campaign that pauses for a lunch break is still one campaign.
+    window_s: float = Field(21600.0, gt=0)
+
+
+class PlaybooksConfig(Frozen):
+    """Folders of site playbooks, in addition to the shipped library."""
+
+    dirs: tuple[Path, ...] = ()
 
 
 class LoggingConfig(Frozen):
@@ -166,6 +185,7 @@ class AgentConfig(Frozen):
     detectors: DetectorsConfig = DetectorsConfig()
     correlation: CorrelationConfig = CorrelationConfig()
     triage: TriageConfig = TriageConfig()
+    playbooks: PlaybooksConfig = PlaybooksConfig()
     guidance: GuidanceConfig = GuidanceConfig()
 
     @model_validator(mode="after")
