@@ -34,6 +34,7 @@ def _styles() -> dict[str, ParagraphStyle]:
                                 spaceAfter=2),
         "meta": ParagraphStyle("meta", parent=body, textColor=colors.HexColor("#616161"), fontSize=8.5),
         "h2": ParagraphStyle("h2", parent=base["Heading2"], fontSize=12, leading=15, spaceBefore=10, spaceAfter=4,
+                             keepWithNext=1,
                              textColor=colors.HexColor("#263238")),
         "body": body,
         "small": ParagraphStyle("small", parent=body, fontSize=7, leading=8.5, textColor=colors.HexColor("#616161")),
