@@ -34,15 +34,22 @@ def read_dns_names(path: str | Path, source: str | None = None, skips: SkipCount
     except OSError as exc:
         raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
     with fh:
+        first = True
         for n, raw in enumerate(fh, 1):
             line = raw.decode("utf-8", "backslashreplace").strip()
-            if not line or line.startswith("#"):
+            if not line:
+                continue
+            if line.startswith("#"):
+                skips.ignore("comment")
                 continue
             if "," in line:
-                field = line.rsplit(",", 1)[1].strip()
-                if n == 1 and not looks_like_name(field):
-                    continue  # a CSV header row
+                field = line.rsplit(",", 1)[1].strip().strip('"')
+                if first and not looks_like_name(field):
+                    first = False
+                    skips.ignore("CSV header")
+                    continue
                 line = field
+            first = False
             if not looks_like_name(line):
                 skips.skip("not a DNS name", f"line {n}: {line[:80]}")
                 continue

@@ -30,8 +30,14 @@ def _time(value: Any) -> float:
     return dt.timestamp()
 
 
+def _int(value: Any) -> int | None:
+    # JSON true/false arrive as bool, which is an int subclass; they are not numbers here.
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _port(value: Any) -> int | None:
-    if isinstance(value, int) and 0 <= value <= 65535:
+    value = _int(value)
+    if value is not None and 0 <= value <= 65535:
         return value
     return None
 
@@ -57,9 +63,9 @@ def eve_event(obj: Any, source: str, ref: str) -> Event | None:
         sev = alert.get("severity")
         attrs = {
             "signature": _str(alert.get("signature"), 512) or "",
-            "signature_id": alert.get("signature_id") if isinstance(alert.get("signature_id"), int) else None,
+            "signature_id": _int(alert.get("signature_id")),
             "category": _str(alert.get("category")) or "",
-            "severity": sev if isinstance(sev, int) and 1 <= sev <= 4 else 3,
+            "severity": sev if _int(sev) is not None and 1 <= sev <= 4 else 3,
             "action": _str(alert.get("action"), 32),
             "engine": "suricata",
         }
@@ -69,14 +75,19 @@ def eve_event(obj: Any, source: str, ref: str) -> Event | None:
         dns = obj.get("dns")
         if not isinstance(dns, dict):
             return None
-        qname = dns.get("rrname")
+        query: Any = dns
+        if "rrname" not in dns and isinstance(dns.get("queries"), list) and dns["queries"]:
+            query = dns["queries"][0]  # EVE DNS format version 3 (Suricata 8)
+        if not isinstance(query, dict):
+            return None
+        qname = query.get("rrname")
         if not isinstance(qname, str):
             return None
-        qtype_name = dns.get("rrtype")
+        qtype_name = query.get("rrtype")
         from .syslog_messages import QTYPES
 
         attrs = {"qname": qname.rstrip(".")[:512], "qtype": QTYPES.get(str(qtype_name), 0),
-                 "response": dns.get("type") == "answer"}
+                 "response": dns.get("type") in ("answer", "response")}
         return Event(ts, source, DNS, src, dst, sport, dport, proto, attrs=attrs, ref=ref)
     if etype == "flow":
         return Event(ts, source, NETWORK, src, dst, sport, dport, proto, ref=ref)
@@ -102,6 +113,8 @@ def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | N
                 records = json.loads(fh.read().decode("utf-8", "replace"))
             except json.JSONDecodeError as exc:
                 raise SourceError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+            except (ValueError, RecursionError) as exc:  # integers over 4300 digits, deep nesting
+                raise SourceError(f"{path}: not usable JSON: {str(exc)[:120]}") from exc
             if not isinstance(records, list):
                 raise SourceError(f"{path}: expected a JSON array of EVE records")
             for i, obj in enumerate(records, 1):
@@ -117,8 +130,10 @@ def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | N
                 continue
             try:
                 obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                skips.skip("invalid JSON", f"line {n}: {exc}")
+            except (ValueError, RecursionError) as exc:
+                # JSONDecodeError and UnicodeDecodeError are ValueErrors, and so is an integer
+                # over 4300 digits; a few thousand nested brackets raise RecursionError.
+                skips.skip("invalid JSON", f"line {n}: {str(exc)[:120]}")
                 continue
             ev = _safe(obj, name, f"{name}:{n}", skips)
             if ev is not None:
@@ -127,7 +142,10 @@ def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | N
 
 def _safe(obj: Any, source: str, ref: str, skips: SkipCounter) -> Event | None:
     try:
-        return eve_event(obj, source, ref)
+        ev = eve_event(obj, source, ref)
     except (ValueError, TypeError, OverflowError) as exc:
         skips.skip("bad EVE record", f"{ref}: {exc}")
         return None
+    if ev is None:
+        skips.ignore("unused EVE record")
+    return ev

@@ -24,6 +24,7 @@ class SkipCounter:
         self._monotonic = monotonic
         self._last_logged: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()
 
     def skip(self, reason: str, detail: str = "") -> None:
         """Record one skipped record; log it unless this reason was logged recently."""
@@ -36,6 +37,10 @@ class SkipCounter:
                 "%s: skipped record (%s, %d so far)%s",
                 self._source, reason, self.counts[reason], f": {detail[:120]!r}" if detail else "",
             )
+
+    def ignore(self, reason: str) -> None:
+        """Count a well-formed record that is deliberately not turned into an Event; never logged."""
+        self.ignored[reason] += 1
 
     @property
     def total(self) -> int:

@@ -38,16 +38,18 @@ def sniff(path: str | Path) -> str:
                 obj = json.loads(first)
                 if isinstance(obj, dict) and ("event_type" in obj or "timestamp" in obj):
                     return EVE
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
+                # Not JSON after all: bad UTF-8, an integer over 4300 digits, or deep nesting.
                 pass
         if b'"event_type"' in head or b'"timestamp"' in head:
             return EVE
     sample = lines[:-1] if len(lines) > 1 and not head.endswith(b"\n") and len(head) == 65536 else lines
     if sample and sum(1 for ln in sample if _SYSLOG_START.match(ln)) >= max(1, len(sample) // 2):
         return SYSLOG
-    decoded = [ln.decode("utf-8", "backslashreplace").strip() for ln in sample]
-    body = decoded[1:] if decoded and "," in decoded[0] and not looks_like_name(decoded[0].rsplit(",", 1)[1]) else decoded
-    names = [ln.rsplit(",", 1)[-1].strip() for ln in body]
+    decoded = [ln for ln in (b.decode("utf-8", "backslashreplace").strip() for b in sample) if not ln.startswith("#")]
+    names = [ln.rsplit(",", 1)[-1].strip().strip('"') for ln in decoded]
+    if names and "," in decoded[0] and not looks_like_name(names[0]):
+        names = names[1:]  # a CSV header row, as read_dns_names treats it
     if names and sum(1 for n in names if looks_like_name(n)) >= max(1, int(len(names) * 0.8)):
         return DNS_NAMES
     raise UnknownFormatError(f"{path}: not a pcap/pcapng, syslog, Suricata EVE or DNS name list")

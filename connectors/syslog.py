@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from .errors import SourceError
@@ -26,24 +26,26 @@ MAX_LINE = 16 * 1024
 
 _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 
+# Timestamps are ASCII-only (re.A): \d would also match digits from other scripts.
 # <PRI>Mmm dd hh:mm:ss[.frac] [host] tag[pid]: msg   (RFC 3164 and the BSD file format)
 _BSD = re.compile(
     r"(?:<(?P<pri>\d{1,3})>)?(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d)(?:\.\d+)?"
     r"(?: (?P<year>\d{4}))? (?P<rest>.*)",
-    re.S,
+    re.S | re.A,
 )
 # <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG   (RFC 5424)
 _RFC5424 = re.compile(
     r"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) (?P<msgid>\S+) "
     r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)",
-    re.S,
+    re.S | re.A,
 )
 # <PRI>? ISO-8601 host tag: msg   (rsyslog's high-precision file format)
 _ISO = re.compile(
     r"(?:<(?P<pri>\d{1,3})>)?(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<rest>.*)",
-    re.S,
+    re.S | re.A,
 )
 # tag[pid]: msg  — tags may carry parentheses (sshd(pam_unix)) or slashes (postfix/smtpd).
+_RFC5424_START = re.compile(r"<\d{1,3}>1 ", re.A)
 _TAG = re.compile(r"(?P<app>[\w./()@-]{1,64}?)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)", re.S)
 
 
@@ -66,13 +68,17 @@ class SyslogParser:
     def __init__(self, now: Callable[[], datetime]) -> None:
         self._now = now
         self._minute_cache: dict[tuple[int, int, str, int | None], float] = {}
-        ref = now()
-        self._ref_year = ref.year
-        self._ref_key = (ref.month, ref.day)
+        self._ref_date = now().date()
 
     def parse(self, line: str) -> SyslogRecord:
         """Parse one line; raises ValueError when it matches no known syslog shape."""
-        if line.startswith("<") and line[1:5].split(">", 1)[-1][:2] == "1 ":
+        try:
+            return self._parse(line)
+        except OverflowError as exc:  # a date that exists but has no POSIX timestamp
+            raise ValueError(f"timestamp out of range: {exc}") from exc
+
+    def _parse(self, line: str) -> SyslogRecord:
+        if _RFC5424_START.match(line):
             m5 = _RFC5424.match(line)
             if m5:
                 return self._rfc5424(m5)
@@ -83,9 +89,6 @@ class SyslogParser:
         mi = _ISO.match(line)
         if mi:
             return self._tail(_iso_time(mi.group("ts")), mi.group("rest"), mi.group("pri"))
-        m5 = _RFC5424.match(line)
-        if m5:
-            return self._rfc5424(m5)
         raise ValueError("no syslog timestamp")
 
     def _tail(self, ts: float, rest: str, pri: str | None) -> SyslogRecord:
@@ -120,13 +123,11 @@ class SyslogParser:
         key = (month, day, hms[:5], y)
         base = self._minute_cache.get(key)
         if base is None:
-            if y is None:
-                # A year-less date after today (plus a day of clock skew) belongs to last year.
-                y = self._ref_year - 1 if (month, day) > (self._ref_key[0], self._ref_key[1] + 1) else self._ref_year
             hh, mm = int(hms[0:2]), int(hms[3:5])
             if hh > 23 or mm > 59:
                 raise ValueError(f"bad time {hms}")
-            base = float(calendar.timegm((y, month, day, hh, mm, 0, 0, 0, 0)))
+            day_of = date(y, month, day) if y is not None else self._infer_date(month, day)
+            base = float(calendar.timegm((day_of.year, month, day, hh, mm, 0, 0, 0, 0)))
             if len(self._minute_cache) > 100_000:
                 self._minute_cache.clear()
             self._minute_cache[key] = base
@@ -134,6 +135,23 @@ class SyslogParser:
         if ss > 60:
             raise ValueError(f"bad time {hms}")
         return base + ss
+
+    def _infer_date(self, month: int, day: int) -> date:
+        """The latest date with this month and day that is not after tomorrow (one day of clock skew)."""
+        today = self._now().date()
+        if today != self._ref_date:
+            # Cached year-less minutes were inferred against another day; a new year may have begun.
+            self._ref_date = today
+            self._minute_cache = {k: v for k, v in self._minute_cache.items() if k[3] is not None}
+        latest = today + timedelta(days=1)
+        for year in range(latest.year, latest.year - 8, -1):  # Feb 29 recurs within 8 years
+            try:
+                candidate = date(year, month, day)
+            except ValueError:
+                continue  # Feb 29 in a common year, or Apr 31
+            if candidate <= latest:
+                return candidate
+        raise ValueError(f"no such date: {calendar.month_abbr[month]} {day}")
 
 
 def _pri(pri: str | None) -> tuple[int | None, int | None]:

@@ -17,12 +17,14 @@ QTYPES = {
     "AXFR": 252, "IXFR": 251, "CAA": 257,
 }
 
+USER_MAX = 256
+
 _SSHD_FAIL = re.compile(
     r"Failed (?P<method>password|publickey|keyboard-interactive/pam|none|hostbased) for "
-    r"(?:invalid user )?(?P<user>.*?) from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>\d+))?"
+    r"(?:invalid user )?(?P<user>.*?) from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>[0-9]+))?"
 )
 _SSHD_OK = re.compile(
-    r"Accepted (?P<method>\S+) for (?P<user>\S+) from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>\d+))?"
+    r"Accepted (?P<method>\S+) for (?P<user>\S+) from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>[0-9]+))?"
 )
 _SSHD_INVALID = re.compile(r"Invalid user (?P<user>.*?) from (?P<ip>[0-9a-fA-F.:]+)")
 _PAM_FAIL = re.compile(r"authentication failure;.*?rhost=(?P<ip>[^\s=]+)(?:\s+user=(?P<user>\S+))?")
@@ -91,5 +93,7 @@ def _auth(
     port: str | None, attrs: dict[str, str],
 ) -> Event:
     attrs["service"] = service
-    return Event(rec.time, source, AUTH, ip, rec.host, int(port) if port else None, None, service,
-                 host=rec.host, user=user, outcome=outcome, attrs=attrs, raw=excerpt(rec.msg), ref=ref)
+    sport = int(port) if port and len(port) <= 5 else None
+    return Event(rec.time, source, AUTH, ip, rec.host, sport if sport is not None and sport <= 65535 else None,
+                 None, service, host=rec.host, user=user[:USER_MAX] if user is not None else None,
+                 outcome=outcome, attrs=attrs, raw=excerpt(rec.msg), ref=ref)
