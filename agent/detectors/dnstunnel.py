@@ -70,7 +70,7 @@ class DnsTunnelDetector(Detector):
         if attrs.get("response"):
             return
         qname = attrs.get("qname")
-        if not qname:
+        if not qname or not isinstance(qname, str):
             return
         sub, domain = base_domain(qname)
         if not sub:
@@ -78,6 +78,8 @@ class DnsTunnelDetector(Detector):
         st = self.table.get((ev.src, domain), ev.time)
         st.n += 1
         qtype = attrs.get("qtype", 0)
+        if not isinstance(qtype, int):
+            qtype = 0
         st.qtypes[qtype] += 1
         if qtype in UNUSUAL_QTYPES:
             st.unusual += 1

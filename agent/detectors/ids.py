@@ -47,16 +47,18 @@ class IdsAlertDetector(Detector):
     def feed(self, ev: Event) -> None:
         """Pass an alert through."""
         attrs = ev.attrs or {}
-        sev = attrs.get("severity", 3)
+        sev = attrs.get("severity")
+        if not isinstance(sev, int) or isinstance(sev, bool):
+            sev = 3  # the connector bounds it; anything else is treated as Suricata's default
         if sev > self.config.min_severity:
             return
-        signature = attrs.get("signature") or "unnamed signature"
+        signature = str(attrs.get("signature") or "unnamed signature")
         st = self.table.get((attrs.get("signature_id") or signature, ev.src, ev.dst), ev.time)
         st.add(ev.dport, 1024)
         if st.finding is None:
             entities = {"attacker": ev.src or "?", "victim": ev.dst or "?"}
             st.open(self, f"IDS: {signature}", SEVERITY.get(sev, "low"), entities, ev,
-                    techniques=techniques_for(signature, attrs.get("category", "")),
+                    techniques=techniques_for(signature, str(attrs.get("category") or "")),
                     signature=signature, signature_id=attrs.get("signature_id"),
                     category=attrs.get("category"), engine=attrs.get("engine"), ids_severity=sev)
         st.update(ev, "distinct_ports")
