@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from watchstander.guidance.config import GuidanceConfig
 
+from .control.config import ControlConfig
 from .errors import ConfigError
+from .policy.config import PolicyConfig
 from .triage.config import TriageConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/watchstander/watchstander.toml")
@@ -186,6 +188,8 @@ class AgentConfig(Frozen):
     correlation: CorrelationConfig = CorrelationConfig()
     triage: TriageConfig = TriageConfig()
     playbooks: PlaybooksConfig = PlaybooksConfig()
+    policy: PolicyConfig = PolicyConfig()
+    control: ControlConfig = ControlConfig()
     guidance: GuidanceConfig = GuidanceConfig()
 
     @model_validator(mode="after")
