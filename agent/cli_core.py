@@ -47,6 +47,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     show.add_argument("--format", choices=("text", "json"), default="text")
     show.set_defaults(handler=cmd_incidents_show)
 
+    run = sub.add_parser("run", parents=[parent], help="run the daemon (syslog listeners, followed files)",
+                         description="Runs until SIGTERM/SIGINT: receives syslog over UDP/TCP and follows the "
+                                     "files in [sources], detects, correlates, triages and stores incidents "
+                                     "every [sources] flush_s seconds.")
+    run.set_defaults(handler=cmd_run)
+
     demo = sub.add_parser("demo", parents=[parent],
                           help="generate telemetry, replay it and print the incidents (no external services)",
                           description="Writes a synthetic capture, auth log and EVE file, replays them into a "
@@ -168,6 +174,17 @@ def cmd_incidents_show(args: argparse.Namespace, ctx: Context) -> int:
             print(f"    suggest {a['playbook']} {a['parameters']}: {a['justification']}")
     for f in data["findings"]:
         print(f"  - [{f['detector']}] {f['title']} ({f['count']} events) evidence: {', '.join(f['evidence'][:3])}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the daemon until a signal stops it."""
+    import asyncio
+
+    from .daemon import Daemon
+
+    daemon = Daemon(ctx.config, ctx.store, ctx.clock)
+    asyncio.run(daemon.run_until_signalled())
     return EXIT_OK
 
 
