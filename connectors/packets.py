@@ -145,7 +145,11 @@ class PacketDecoder:
             sport, dport, doff, flags = _ports_seq_flags(data, off)
             ev = Event(ts, self.source, NETWORK, src, dst, sport, dport, "tcp", flags, ref=ref)
             if sport == FTP_PORT or dport == FTP_PORT:
-                return self._ftp(ev, data, off + (doff >> 4) * 4, end)
+                header_len = (doff >> 4) * 4
+                if header_len < 20:
+                    self.skips.skip("bad TCP data offset", str(ref))
+                    return [ev]
+                return self._ftp(ev, data, off + header_len, end)
             return [ev]
         if proto == 17:
             if end < off + 8:
