@@ -1,10 +1,37 @@
-"""Policy configuration: autonomy level, suggestion lifetime, per-playbook rate limits."""
+"""Policy configuration: autonomy level, suggestion lifetime, rate limits, pinned device parameters.
+
+```toml
+[policy]
+autonomy = "recommend"            # observe | recommend | supervised
+suggestion_ttl_s = 14400          # a suggestion (and its approval) expires after this long
+rate_limit_per_hour = 20          # suggestions per playbook per hour, unless overridden below
+system_identity = "watchstander:triage"
+
+[policy.rate_limits]
+switch-port-shutdown = 2
+
+[policy.defaults.block-address-nftables]
+firewall = "fw1"                  # the device the analyst cannot know; the action may not change it
+```
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The same alphabet the playbook input types accept (playbooks/inputs.py SAFE_VALUE); a configured
+# value is validated again against its input's type by the guard, this only catches typos early.
+_SAFE = re.compile(r"^[A-Za-z0-9._:/-]{1,253}$")
+_PLAYBOOK_ID = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
+_INPUT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+ParamValue = str | int | list[str]
+
+# Distinct approvers a suggestion needs, by the playbook's declared risk (two-person integrity for high).
+MIN_APPROVERS: dict[str, int] = {"low": 1, "medium": 1, "high": 2}
 
 
 class PolicyConfig(BaseModel):
@@ -14,3 +41,54 @@ class PolicyConfig(BaseModel):
 
     autonomy: Literal["observe", "recommend", "supervised"] = "recommend"
     suggestion_ttl_s: float = Field(4 * 3600.0, gt=0)
+    rate_limit_per_hour: int = Field(20, ge=0, description="suggestions per playbook per hour")
+    rate_limits: dict[str, int] = Field(default_factory=dict, description="per-playbook overrides")
+    defaults: dict[str, dict[str, ParamValue]] = Field(
+        default_factory=dict, description="per playbook: input -> value pinned by the site (devices)")
+    approvers: dict[Literal["low", "medium", "high"], int] = Field(
+        default_factory=dict, description="distinct approvers per risk; may raise, never lower, the minimum")
+    system_identity: str = Field("watchstander:triage", pattern=r"^watchstander:[a-z][a-z0-9_-]{0,31}$")
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limits(cls, v: dict[str, int]) -> dict[str, int]:
+        for key, count in v.items():
+            if not _PLAYBOOK_ID.fullmatch(key):
+                raise ValueError(f"not a playbook id: {key!r}")
+            if count < 0:
+                raise ValueError(f"{key}: a rate limit cannot be negative")
+        return v
+
+    @field_validator("defaults")
+    @classmethod
+    def _defaults(cls, v: dict[str, dict[str, ParamValue]]) -> dict[str, dict[str, ParamValue]]:
+        for playbook, params in v.items():
+            if not _PLAYBOOK_ID.fullmatch(playbook):
+                raise ValueError(f"not a playbook id: {playbook!r}")
+            for name, value in params.items():
+                if not _INPUT_NAME.fullmatch(name):
+                    raise ValueError(f"{playbook}: not an input name: {name!r}")
+                items = value if isinstance(value, list) else [value]
+                for item in items:
+                    if isinstance(item, bool) or not _SAFE.fullmatch(str(item)):
+                        raise ValueError(f"{playbook}.{name}: {item!r} has characters no input type accepts")
+        return v
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers(cls, v: dict[str, int]) -> dict[str, int]:
+        for risk, count in v.items():
+            if count < MIN_APPROVERS[risk]:
+                raise ValueError(f"{risk}: at least {MIN_APPROVERS[risk]} approver(s) are required")
+            if count > 5:
+                raise ValueError(f"{risk}: more than 5 approvers cannot be collected in practice")
+        return v
+
+    def rate_limit(self, playbook_id: str) -> int:
+        """Suggestions of this playbook allowed per hour."""
+        return self.rate_limits.get(playbook_id, self.rate_limit_per_hour)
+
+    def approvers_for(self, risk: str) -> int:
+        """Distinct approvers a suggestion of a playbook with this risk needs (2 for high)."""
+        floor = MIN_APPROVERS.get(risk, 2)  # an unknown risk is treated as high
+        return max(floor, self.approvers.get(risk, floor))  # type: ignore[call-overload]
