@@ -7,6 +7,7 @@ constructors; there is no global config object and nothing reads the environment
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -275,7 +276,12 @@ def validate_config(raw: Mapping[str, Any]) -> AgentConfig:
 def _key_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part or any(c in part for c in '.[]" \\'):
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"  # a key that would read as a path is quoted
+        else:
+            out += f".{part}" if out else part
     return out or "(top level)"
 
 

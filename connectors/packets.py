@@ -115,6 +115,7 @@ class PacketDecoder:
                 return []
             frag = _u16(data, off + 6)[0]
             if frag & 0x1FFF:  # later fragments carry no transport header
+                self.skips.ignore("non-first IPv4 fragment")
                 return []
             src, dst = _ntoa(s), _ntoa(d)
             end = off + total_len if total_len >= ihl else len(data)
@@ -130,8 +131,14 @@ class PacketDecoder:
             # Walk the common extension headers (hop-by-hop, routing, destination options).
             while proto in (0, 43, 60) and len(data) >= off + 2:
                 proto, off = data[off], off + (data[off + 1] + 1) * 8
-            if proto == 44:  # fragment header: only the first fragment has ports
-                return []
+            if proto == 44:  # fragment header: only the first fragment carries the ports
+                if len(data) < off + 8:
+                    self.skips.skip("truncated IPv6 fragment header", str(ref))
+                    return []
+                if _u16(data, off + 2)[0] >> 3:
+                    self.skips.ignore("non-first IPv6 fragment")
+                    return []
+                proto, off = data[off], off + 8
             return self._transport(data, off, len(data), proto, src, dst, ts, ref, hlim)
         if ethertype == ETH_ARP:
             return self._arp(data, off, eth_src, eth_dst, ts, ref)
@@ -202,6 +209,11 @@ class PacketDecoder:
         qname = getattr(q, "qname", b"")
         if isinstance(qname, bytes):
             qname = qname.decode("latin-1")
+        if not qname or qname == ".":
+            # scapy answers a compression loop with an empty name after logging it; treat the
+            # message as malformed rather than as a query for the root.
+            self.skips.skip("malformed DNS message", f"{ref}: empty or looping question name")
+            return None
         attrs: dict[str, Any] = {
             "qname": qname.rstrip("."),
             "qtype": int(getattr(q, "qtype", 0) or 0),
