@@ -124,3 +124,41 @@ def test_eve_records_round_trip_through_json_lines(tmp_path: Path) -> None:
     path.write_text(json.dumps({"timestamp": "2024-05-01T10:00:00.5+0000", "event_type": "flow"}) + "\n")
     (ev,) = read_eve(path)
     assert ev.time == utc(2024, 5, 1, 10) + 0.5
+
+
+def _ipv6_frame(next_header: int, payload: bytes) -> bytes:
+    import struct
+
+    return (bytes([0x60, 0, 0, 0]) + struct.pack("!HBB", len(payload), next_header, 64)
+            + b"\x00" * 15 + b"\x01" + b"\x00" * 15 + b"\x02" + payload)
+
+
+def test_first_ipv6_fragment_is_decoded_and_later_ones_counted() -> None:
+    from watchstander.connectors.packets import LINK_RAW, PacketDecoder
+
+    skips = new_skips()
+    decoder = PacketDecoder("t", skips)
+    udp = bytes.fromhex("0001000200080000")
+    (ev,) = decoder.decode(_ipv6_frame(44, bytes.fromhex("1100000100000001") + udp), LINK_RAW, 0.0)
+    assert (ev.proto, ev.sport, ev.dport) == ("udp", 1, 2)
+    assert decoder.decode(_ipv6_frame(44, bytes.fromhex("1100005100000001") + udp), LINK_RAW, 0.0) == []
+    assert skips.ignored["non-first IPv6 fragment"] == 1
+
+
+def test_dns_compression_loop_is_a_counted_skip() -> None:
+    import logging
+    import struct
+
+    from watchstander.connectors.packets import LINK_RAW, PacketDecoder
+
+    dns = bytes.fromhex("000101000001000000000000c00c00010001")
+    udp = struct.pack("!HHHH", 40000, 53, 8 + len(dns), 0) + dns
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), bytes(4)) + udp
+    skips = new_skips()
+    logging.getLogger("scapy.runtime").disabled = True
+    try:
+        events = PacketDecoder("t", skips).decode(ip, LINK_RAW, 0.0)
+    finally:
+        logging.getLogger("scapy.runtime").disabled = False
+    assert all(e.kind != DNS for e in events)
+    assert skips.counts["malformed DNS message"] == 1
