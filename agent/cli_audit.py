@@ -1,0 +1,147 @@
+"""`watchstander audit verify|export`: check the hash chain, and hand the log to a SIEM.
+
+With a daemon running, both go through its control socket (compliance role); without one, or
+with --local (a copy of the store, forensics), they read the store file in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import nullcontext
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+from .context import Context
+from .control.audit_methods import MAX_PAGE, normalise_since, record_page, verify_result
+from .control.client import via_daemon_or_local
+from .errors import EXIT_OK, InputError
+
+EXIT_AUDIT_BROKEN = 6  # the chain does not verify
+
+CEF_VENDOR = "Watchstander"
+CEF_PRODUCT = "Watchstander"
+# CEF severity 0-10 by the action's first dotted part; anything else is informational (3).
+CEF_SEVERITY = {"run": 7, "playbook": 7, "suggestion": 5, "guard": 5, "approval": 6, "triage": 4}
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    """Add the `audit` command group."""
+    audit = sub.add_parser("audit", parents=[parent], help="verify and export the hash-chained audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+
+    verify = audit_sub.add_parser("verify", parents=[parent],
+                                  help=f"walk the chain; exit {EXIT_AUDIT_BROKEN} naming the first broken record")
+    verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.add_argument("--local", action="store_true",
+                        help="read the store file named by the config even when a daemon is running")
+    verify.set_defaults(handler=cmd_audit_verify)
+
+    export = audit_sub.add_parser("export", parents=[parent], help="write the records as JSON lines or CEF",
+                                  description="One record per line, in sequence order. jsonl carries seq, time, "
+                                              "actor, action, subject, data, prev_hash and hash; CEF is for SIEMs.")
+    export.add_argument("--format", choices=("jsonl", "cef"), default="jsonl")
+    export.add_argument("--out", type=Path, metavar="FILE", help="write here instead of standard output")
+    export.add_argument("--since", metavar="ISO", help="only records at or after this time (naive means UTC)")
+    export.add_argument("--local", action="store_true",
+                        help="read the store file named by the config even when a daemon is running")
+    export.set_defaults(handler=cmd_audit_export)
+
+
+def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
+    """Verify the chain; 0 when intact, EXIT_AUDIT_BROKEN naming the first broken record otherwise."""
+    result = via_daemon_or_local(ctx, "audit.verify", {}, lambda _who: verify_result(ctx.audit),
+                                 local=args.local)
+    if args.format == "json":
+        print(json.dumps(result, sort_keys=True))
+    elif result["ok"]:
+        print(f"ok: {result['checked']} records")
+    else:
+        print(f"broken: record {result['broken_seq']}: {result['reason']} "
+              f"({result['checked']} records verified before it)")
+    return EXIT_OK if result["ok"] else EXIT_AUDIT_BROKEN
+
+
+def cmd_audit_export(args: argparse.Namespace, ctx: Context) -> int:
+    """Write every record (from --since on) as JSON lines or CEF."""
+    since = normalise_since(args.since) if args.since else None
+    version = _version()
+    try:
+        sink = open(args.out, "w", encoding="utf-8", newline="\n") if args.out else nullcontext(sys.stdout)
+    except OSError as exc:
+        raise InputError(f"cannot write {args.out}: {exc.strerror}") from exc
+    count = 0
+    with sink as out:
+        for rec in _records(ctx, since, args.local):
+            out.write((json.dumps(rec, ensure_ascii=False, sort_keys=True) if args.format == "jsonl"
+                       else cef_line(rec, version)) + "\n")
+            count += 1
+    if args.out:
+        print(f"{count} records written to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _records(ctx: Context, since: str | None, local: bool) -> Iterator[dict[str, Any]]:
+    after = 0
+    while True:
+        params: dict[str, Any] = {"after": after, "limit": MAX_PAGE}
+        if since is not None:
+            params["since"] = since
+        page = via_daemon_or_local(ctx, "audit.records", params,
+                                   lambda _who, a=after: record_page(ctx.store, a, MAX_PAGE, since), local=local)
+        yield from page["records"]
+        if page["next"] is None:
+            return
+        after = page["next"]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("watchstander")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def cef_header(value: object) -> str:
+    """A CEF header field: backslash and pipe escaped; line breaks (not allowed there) become spaces."""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def cef_extension(value: object) -> str:
+    """A CEF extension value: backslash, equals sign and line breaks escaped."""
+    text = str(value).replace("\\", "\\\\").replace("=", "\\=")
+    return text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def cef_line(rec: dict[str, Any], version: str = "0") -> str:
+    """One audit record as a CEF:0 line."""
+    action = str(rec["action"])
+    severity = CEF_SEVERITY.get(action.split(".", 1)[0], 3)
+    data = rec["data"] if isinstance(rec["data"], str) else json.dumps(
+        rec["data"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    header = "|".join(cef_header(v) for v in (CEF_VENDOR, CEF_PRODUCT, version, action,
+                                                f"{action} {rec['subject']}", severity))
+    ext = {
+        "rt": _epoch_ms(str(rec["time"])),
+        "externalId": rec["seq"],
+        "suser": rec["actor"],
+        "act": action,
+        "cs1Label": "subject", "cs1": rec["subject"],
+        "cs2Label": "data", "cs2": data,
+        "cs3Label": "hash", "cs3": rec["hash"],
+        "cs4Label": "prev_hash", "cs4": rec["prev_hash"],
+    }
+    return f"CEF:0|{header}|" + " ".join(f"{k}={cef_extension(v)}" for k, v in ext.items())
+
+
+def _epoch_ms(iso: str) -> str:
+    from datetime import datetime
+
+    try:
+        return str(int(datetime.fromisoformat(iso).timestamp() * 1000))
+    except ValueError:
+        return cef_extension(iso)  # a tampered time is exported as it stands
