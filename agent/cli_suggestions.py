@@ -1,0 +1,205 @@
+"""`watchstander suggestions ...`: list, show, approve, reject and edit suggested actions.
+
+With no daemon in between, the commands work on the store in-process and the identity is the
+invoking OS user (`ctx.identity`); a name given on the command line is never an identity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import unicodedata
+from typing import Any
+
+from watchstander.playbooks import Playbook, UnknownPlaybookError, load_library
+from watchstander.playbooks.inputs import IntegerInput
+
+from .context import Context
+from .errors import EXIT_OK, InputError
+from .playbook_store import ApprovalStore
+from .policy.guard import PolicyGuard
+from .policy.review import ReviewQueue
+from .review_store import STATES, Suggestion
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    """Add the suggestions command group."""
+    p = sub.add_parser("suggestions", parents=[parent], help="review suggested actions: approve, reject, edit")
+    ssub = p.add_subparsers(dest="suggestions_command", metavar="ACTION", required=True)
+
+    ls = ssub.add_parser("list", parents=[parent], help="suggestions, newest first")
+    ls.add_argument("--state", choices=STATES, help="only suggestions in this state")
+    ls.add_argument("--incident", type=int, metavar="ID", help="only suggestions for this incident")
+    ls.add_argument("--format", choices=("table", "json"), default="table")
+    ls.set_defaults(handler=cmd_list)
+
+    show = ssub.add_parser("show", parents=[parent], help="one suggestion with its parameters and approvals")
+    show.add_argument("id", type=int)
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    show.set_defaults(handler=cmd_show)
+
+    approve = ssub.add_parser("approve", parents=[parent],
+                              help="approve as the invoking user (high risk needs two people); audited")
+    approve.add_argument("id", type=int)
+    approve.add_argument("--comment", default="", help="kept with the approval")
+    approve.set_defaults(handler=cmd_approve)
+
+    reject = ssub.add_parser("reject", parents=[parent], help="reject with a reason; audited")
+    reject.add_argument("id", type=int)
+    reject.add_argument("--reason", required=True, help="why (kept with the record)")
+    reject.set_defaults(handler=cmd_reject)
+
+    edit = ssub.add_parser("edit", parents=[parent],
+                           help="replace a pending suggestion with changed parameters (needs a new approval)")
+    edit.add_argument("id", type=int)
+    edit.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE", required=True,
+                      help="a changed parameter (repeatable); list inputs take comma-separated values")
+    edit.add_argument("--comment", default="", help="why the parameters changed")
+    edit.set_defaults(handler=cmd_edit)
+
+
+def build_queue(ctx: Context) -> ReviewQueue:
+    """The review queue over ctx's store, with a guard over the configured catalogue and assets."""
+    config = ctx.config
+    dirs = getattr(getattr(config, "playbooks", None), "dirs", ())
+    catalogue = load_library(dirs)
+    approvals = ApprovalStore(ctx.store, ctx.audit, ctx.clock)
+    guard = PolicyGuard(config.policy, catalogue, approvals, config.assets, ctx.clock, store=ctx.store)
+    return ReviewQueue(ctx.store, ctx.audit, ctx.clock, config.policy, guard=guard)
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """Text from a model or telemetry made safe for a terminal: control characters shown escaped."""
+    # Escapes, bidi overrides and line separators in a justification could rewrite what the
+    # operator sees on the terminal; show them as \x.. / \u.... instead.
+    out = "".join(ch if ch == " " or unicodedata.category(ch)[0] not in "CZ"
+                  else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return out if limit is None or len(out) <= limit else out[: limit - 1] + "…"
+
+
+def parse_params(items: list[str], playbook: Playbook | None) -> dict[str, object]:
+    """NAME=VALUE pairs; a list input's value is split on commas, an integer input's kept as text."""
+    out: dict[str, object] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InputError(f"--param {item!r}: expected NAME=VALUE")
+        if name in out:
+            raise InputError(f"--param {name} given twice")
+        spec = playbook.spec.inputs.get(name) if playbook is not None else None
+        if spec is not None and spec.many:
+            out[name] = [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(spec, IntegerInput) and value.strip().lstrip("+-").isdigit():
+            out[name] = int(value.strip())
+        else:
+            out[name] = value
+    return out
+
+
+def _row(s: Suggestion) -> dict[str, Any]:
+    return {
+        "id": s.id, "state": s.state, "incident": s.incident_id, "playbook": s.playbook_id, "risk": s.risk,
+        "parameters": s.parameters, "approvals": f"{len(s.approvals)}/{s.approvals_required}",
+        "requester": s.requester, "source": s.source, "created_at": s.created_at, "expires_at": s.expires_at,
+        "flags": list(s.flags),
+    }
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(params.items()))
+
+
+def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
+    """Print suggestions (expiring any that are due first, so states shown are current)."""
+    from .cli import dump_json
+
+    queue = build_queue(ctx)
+    queue.expire_due()
+    items = queue.list(args.state, args.incident)
+    if args.format == "json":
+        print(dump_json({"suggestions": [s.as_dict() for s in items]}))
+        return EXIT_OK
+    headers = ("ID", "STATE", "INC", "RISK", "APPR", "PLAYBOOK", "PARAMETERS")
+    table = [headers] + [
+        (str(s.id), s.state + ("!" if s.flags else ""), str(s.incident_id or "-"), s.risk,
+         f"{len(s.approvals)}/{s.approvals_required}", printable(s.playbook_id, 40),
+         printable(_params_text(s.parameters), 80))
+        for s in items]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    if any(s.flags for s in items):
+        print("\n! flagged: the model behind it also recommended something the guard refused", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
+    """Print one suggestion."""
+    from .cli import dump_json
+
+    queue = build_queue(ctx)
+    queue.expire_due()
+    s = queue.get(args.id)
+    if args.format == "json":
+        print(dump_json(s.as_dict()))
+        return EXIT_OK
+    print(f"suggestion #{s.id}: {printable(s.playbook_id)} [{s.state}]")
+    print(f"  incident:   {s.incident_id if s.incident_id is not None else '-'}")
+    print(f"  risk:       {s.risk} (needs {s.approvals_required} distinct approver(s), not the requester)")
+    print(f"  playbook:   v{s.playbook_version} sha256 {s.playbook_hash}")
+    print(f"  parameters: sha256 {s.params_sha256}")
+    for name, value in sorted(s.parameters.items()):
+        print(f"    {printable(str(name))} = {printable(json.dumps(value, ensure_ascii=False))}")
+    print(f"  requester:  {printable(s.requester)} ({s.source}, {s.origin})")
+    print(f"  created:    {s.created_at}")
+    print(f"  expires:    {s.expires_at}")
+    if s.decided_by:
+        print(f"  decided by: {printable(s.decided_by)}{': ' + printable(s.reason) if s.reason else ''}")
+    if s.supersedes:
+        print(f"  replaces:   #{s.supersedes}")
+    if s.superseded_by:
+        print(f"  replaced by: #{s.superseded_by}")
+    for flag in s.flags:
+        print(f"  FLAG:       {printable(flag)}")
+    print(f"  justification (from the analyst; not verified): {printable(s.justification, 2000)}")
+    for a in s.approvals:
+        print(f"  approved by {printable(a.approver)} at {a.approved_at}"
+              f"{': ' + printable(a.comment) if a.comment else ''}")
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace, ctx: Context) -> int:
+    """Approve as ctx.identity; says how many more approvers a high-risk suggestion still needs."""
+    s = build_queue(ctx).approve(args.id, ctx.identity, args.comment)
+    if s.state == "approved":
+        print(f"suggestion #{s.id} approved ({len(s.approvals)}/{s.approvals_required}); "
+              f"bound to playbook sha256 {s.playbook_hash[:12]} and parameters sha256 {s.params_sha256[:12]}")
+    else:
+        print(f"approval recorded for suggestion #{s.id} ({len(s.approvals)}/{s.approvals_required}); "
+              f"another person must approve it too")
+    return EXIT_OK
+
+
+def cmd_reject(args: argparse.Namespace, ctx: Context) -> int:
+    """Reject with a reason, as ctx.identity."""
+    if not args.reason.strip():
+        raise InputError("--reason must not be empty")
+    s = build_queue(ctx).reject(args.id, ctx.identity, args.reason)
+    print(f"suggestion #{s.id} rejected")
+    return EXIT_OK
+
+
+def cmd_edit(args: argparse.Namespace, ctx: Context) -> int:
+    """Create a new suggestion with changed parameters that supersedes the old one."""
+    queue = build_queue(ctx)
+    old = queue.get(args.id)
+    try:
+        playbook: Playbook | None = queue.guard.catalogue.get(old.playbook_id)
+    except UnknownPlaybookError:
+        playbook = None
+    new = queue.edit(args.id, ctx.identity, parse_params(args.params, playbook), args.comment)
+    print(f"suggestion #{new.id} replaces #{old.id}: {_params_text(new.parameters)}; "
+          f"it needs {new.approvals_required} approver(s) other than you")
+    return EXIT_OK
