@@ -173,13 +173,18 @@ class ControlServer:
                 line = exc.partial  # the last request may come without its newline
                 if not line.strip():
                     return
-            except asyncio.LimitOverrunError:
-                # The line's end is lost, so is the framing: answer, then hang up.
+            except asyncio.LimitOverrunError as exc:
                 err = MessageTooLarge(f"request longer than {self.config.max_message} bytes")
                 log.warning("control: %s sent an oversized request", identity.principal)
                 writer.write(failure(None, err.code, str(err), err.exit_status))
                 await writer.drain()
-                return
+                # Skip to the end of the overlong line so that the next request is read whole; hang
+                # up if it goes on and on (closing with unread data would reset the connection and
+                # could swallow the answer above, so reading it is also the polite way out).
+                if not await asyncio.wait_for(_skip_line(reader, exc.consumed, 64 * self.config.max_message),
+                                              self.config.timeout_s):
+                    return
+                continue
             except TimeoutError:
                 return
             if not line.strip():
@@ -215,6 +220,22 @@ class ControlServer:
         except Exception:  # the barrier around a method handler (STYLE rule 2)
             log.exception("control: method %s for %s failed", name, identity.principal)
             return failure(rid, "internal", f"{name} failed inside the daemon; details are in its log", 1)
+
+
+async def _skip_line(reader: asyncio.StreamReader, pending: int, budget: int) -> bool:
+    """Discard the rest of an overlong line; False when the peer closed or the budget ran out."""
+    skipped = 0
+    while skipped <= budget:
+        try:
+            await reader.readexactly(pending)
+            skipped += pending
+            await reader.readuntil(b"\n")
+            return True
+        except asyncio.LimitOverrunError as exc:
+            pending = exc.consumed
+        except asyncio.IncompleteReadError:
+            return False
+    return False
 
 
 def details(exc: BaseException) -> dict[str, Any]:
