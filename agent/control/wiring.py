@@ -1,10 +1,14 @@
-"""The registry and server the daemon runs: built-ins, audit.*, and suggestions.* when available."""
+"""The registry and server the daemon runs: built-ins, audit.*, and suggestions.*.
+
+Import this module before the store is opened: it registers the review tables' migrations.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
 
+from .. import review_store  # noqa: F401  (registers the suggestions tables' migrations before a store opens)
 from ..audit import AuditLog
 from ..clock import Clock
 from ..store import Store
