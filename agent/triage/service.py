@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
+from pydantic import SecretStr
 
 from ..clock import Clock
 from ..models import Incident, Provenance, TriageVerdict, severity_rank
@@ -85,11 +86,11 @@ class TriageService:
         self._cooldown_until = 0.0
         self._model: BaseChatModel | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._secret: str | None = None
+        self._secret: SecretStr | None = None
         if config.enabled:
             key = load_api_key(config, env)
             # Kept only to scrub it from debug tracebacks; never logged or stored elsewhere.
-            self._secret = key.get_secret_value() if key is not None else None
+            self._secret = key
             self._model = (chat_model_factory or build_chat_model)(config, key)
             self._pool = ThreadPoolExecutor(max_workers=config.max_concurrent, thread_name_prefix="triage-model")
             log.info("AI triage enabled: provider %s, model %s, endpoint %s, timeout %ss",
@@ -182,8 +183,8 @@ class TriageService:
         except Exception as exc:  # noqa: BLE001 - the barrier: log, fall back, carry on
             outcome.reason = failure_reason(exc)
             outcome.answer = None
-            log.warning("incident %s: model %s failed (%s: %s); baseline verdict stands",
-                        incident.fingerprint, self._config.model, type(exc).__name__, outcome.reason)
+            log.warning("incident %s: model %s failed: %s (%s); baseline verdict stands",
+                        incident.fingerprint, self._config.model, outcome.reason, type(exc).__name__)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("model call traceback:\n%s", self._scrub("".join(traceback.format_exception(exc))))
             if outcome.reason == "rate limited" and self._config.rate_limit_cooldown_s:
@@ -285,4 +286,5 @@ class TriageService:
         )
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "**********") if self._secret else text
+        secret = self._secret.get_secret_value() if self._secret is not None else ""
+        return text.replace(secret, "**********") if secret else text

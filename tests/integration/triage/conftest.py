@@ -58,6 +58,11 @@ def answer(content: dict[str, Any] | str, *, delay_s: float = 0.0, **usage: int)
     return lambda _req: Reply(200, completion(text, **usage), delay_s)
 
 
+def dynamic(compose: Callable[[dict[str, Any]], dict[str, Any]]) -> Behaviour:
+    """Answer each request with the JSON of `compose(request body)`."""
+    return lambda req: Reply(200, completion(json.dumps(compose(req))))
+
+
 def status(code: int, **headers: str) -> Behaviour:
     """Answer with an OpenAI-style error body and HTTP `code`."""
     body = json.dumps({"error": {"message": f"scripted {code}", "type": "server_error", "code": code}}).encode()
@@ -214,6 +219,7 @@ class Kit:
 
     answer: Callable[..., Behaviour] = answer
     status: Callable[..., Behaviour] = status
+    dynamic: Callable[..., Behaviour] = dynamic
     incident: Callable[..., Incident] = make_incident
     baseline: Callable[[Incident], TriageVerdict] = baseline_for
     api_key: str = API_KEY
