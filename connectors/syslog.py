@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import SourceError
-from .events import LOG, Event, excerpt
+from .events import LOG, RAW_EXCERPT_MAX, Event, excerpt
 from .skips import SkipCounter
-from .syslog_messages import normalize
+from .syslog_messages import _APP_PREFIXES, normalize
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,14 @@ _ISO = re.compile(
 # tag[pid]: msg  — tags may carry parentheses (sshd(pam_unix)) or slashes (postfix/smtpd).
 _RFC5424_START = re.compile(r"<\d{1,3}>1 ", re.A)
 _TAG = re.compile(r"(?P<app>[\w./()@-]{1,64}?)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)", re.S)
+# The shape of nearly every line in a Linux log file, matched in one go:
+# "Mmm dd HH:MM" (the cache key of the minute), seconds, host, tag, pid, message. A "host" that ends
+# in ':' is really the tag of a line without a hostname; those take the general path.
+_FAST = re.compile(
+    r"([A-Z][a-z]{2} [ 0-3]\d [0-2]\d:[0-5]\d):(\d\d) (\S+) ([^\s\[:]{1,64})(?:\[(\d{1,10})\])?: ?(.*)",
+    re.S | re.A,
+)
+CHECK_DAY_EVERY = 65536
 
 
 @dataclass(slots=True)
@@ -68,7 +77,26 @@ class SyslogParser:
     def __init__(self, now: Callable[[], datetime]) -> None:
         self._now = now
         self._minute_cache: dict[tuple[int, int, str, int | None], float] = {}
+        self._prefix_cache: dict[str, float] = {}
         self._ref_date = now().date()
+
+    def minute(self, prefix: str) -> float:
+        """Epoch of a year-less "Mmm dd HH:MM" minute (cached); raises ValueError for a bad date."""
+        base = self._prefix_cache.get(prefix)
+        if base is None:
+            base = self._bsd_time(prefix[:3], int(prefix[4:6]), prefix[7:12] + ":00", None)
+            if len(self._prefix_cache) > 100_000:
+                self._prefix_cache.clear()
+            self._prefix_cache[prefix] = base
+        return base
+
+    def check_day(self) -> None:
+        """Forget year inferences made on another day (a long-running source crossing New Year)."""
+        today = self._now().date()
+        if today != self._ref_date:
+            self._ref_date = today
+            self._prefix_cache = {}
+            self._minute_cache = {k: v for k, v in self._minute_cache.items() if k[3] is not None}
 
     def parse(self, line: str) -> SyslogRecord:
         """Parse one line; raises ValueError when it matches no known syslog shape."""
@@ -142,6 +170,7 @@ class SyslogParser:
         if today != self._ref_date:
             # Cached year-less minutes were inferred against another day; a new year may have begun.
             self._ref_date = today
+            self._prefix_cache = {}
             self._minute_cache = {k: v for k, v in self._minute_cache.items() if k[3] is not None}
         latest = today + timedelta(days=1)
         for year in range(latest.year, latest.year - 8, -1):  # Feb 29 recurs within 8 years
@@ -191,16 +220,44 @@ class SyslogSource:
 
     def events(self, lines: Iterable[bytes], first_line: int = 1) -> Iterator[Event]:
         """Yield Events for raw lines (newline-stripped or not); bad lines are counted, not raised."""
-        parse = self.parser.parse
+        return self.text_events((decode_line(raw[: MAX_LINE + 1]) for raw in lines), first_line)
+
+    def text_events(self, lines: Iterable[str], first_line: int = 1) -> Iterator[Event]:
+        """Yield Events for decoded lines; the hot loop of every syslog source."""
+        parser = self.parser
+        parse, minute, fast = parser.parse, parser.minute, _FAST.match
         source = self.source
         skips = self.skips
+        event, log_kind, limit, apps = Event, LOG, RAW_EXCERPT_MAX, _APP_PREFIXES
         n = first_line - 1
-        for raw in lines:
+        for line in lines:
             n += 1
-            if len(raw) > MAX_LINE:
+            if len(line) > MAX_LINE:
                 skips.skip("overlong line truncated", f"line {n}")
-                raw = raw[:MAX_LINE]
-            line = decode_line(raw).rstrip("\r\n\x00")
+                line = line[:MAX_LINE]
+            if n & (CHECK_DAY_EVERY - 1) == 0:
+                parser.check_day()
+            line = line.rstrip("\r\n\x00")
+            m = fast(line)
+            if m is not None and m.group(3)[-1] != ":":
+                prefix, ss, host, app, pid, msg = m.groups()
+                try:
+                    ts = minute(prefix) + int(ss)
+                except (ValueError, OverflowError) as exc:
+                    skips.skip("unparseable syslog line", f"line {n}: {exc}: {line[:80]}")
+                    continue
+                if ss > "60":
+                    skips.skip("unparseable syslog line", f"line {n}: bad seconds: {line[:80]}")
+                    continue
+                ref = f"{source}:{n}"
+                if app[:4] in apps or "pam_unix" in app or msg.startswith("pam_unix("):  # might_matter
+                    ev = normalize(SyslogRecord(ts, host, app, pid, msg), source, ref)
+                    if ev is not None:
+                        yield ev
+                        continue
+                yield event(ts, source, log_kind, None, None, None, None, None, 0, host, None, None,
+                            {"app": app}, msg if len(msg) <= limit else excerpt(msg), ref)
+                continue
             if not line.strip():
                 continue
             try:
@@ -216,9 +273,46 @@ class SyslogSource:
             yield ev
 
 
+def file_lines(fh: BinaryIO, skips: SkipCounter, chunk_size: int = 1 << 20) -> Iterator[str]:
+    """Decoded lines of a file, read a chunk at a time; an endless line is cut, not held in memory."""
+    pending = b""
+    discarding = False
+    while True:
+        chunk = fh.read(chunk_size)
+        if not chunk:
+            break
+        data = pending + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if discarding:
+                pending = b""
+            elif len(data) > MAX_LINE:
+                yield decode_line(data[: MAX_LINE + 1])  # counted as truncated by the consumer
+                pending, discarding = b"", True
+            else:
+                pending = data
+            continue
+        block, pending = data[:cut], data[cut + 1 :]
+        if discarding:
+            nl = block.find(b"\n")
+            block = block[nl + 1 :] if nl >= 0 else b""
+            discarding = False
+            if not block:
+                continue
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            for raw in block.split(b"\n"):
+                yield decode_line(raw[: MAX_LINE + 1])
+            continue
+        yield from text.split("\n")
+    if pending and not discarding:
+        yield decode_line(pending[: MAX_LINE + 1])
+
+
 def read_syslog(path: str | Path, now: Callable[[], datetime], source: str | None = None,
                 skips: SkipCounter | None = None) -> Iterator[Event]:
-    """Yield Events from a syslog file, line by line, in constant memory."""
+    """Yield Events from a syslog file in constant memory."""
     path = Path(path)
     src = SyslogSource(source or f"syslog:{path.name}", now, skips)
     try:
@@ -226,4 +320,4 @@ def read_syslog(path: str | Path, now: Callable[[], datetime], source: str | Non
     except OSError as exc:
         raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
     with fh:
-        yield from src.events(fh)
+        yield from src.text_events(file_lines(fh, src.skips))

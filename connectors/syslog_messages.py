@@ -33,6 +33,14 @@ _VSFTPD_FAIL = re.compile(r'\[(?P<user>[^\]]*)\] FAIL LOGIN: Client "(?:::ffff:)
 _DNSMASQ_QUERY = re.compile(r"query\[(?P<qtype>[A-Z0-9]+)\] (?P<name><name unprintable>|\S+) from (?P<ip>[0-9a-fA-F.:]+)")
 
 
+_APP_PREFIXES = frozenset({"sshd", "klog", "vsft", "dnsm"})
+
+
+def might_matter(app: str, msg: str) -> bool:
+    """Cheap pre-check: could `normalize` turn this message into a typed Event?"""
+    return app[:4] in _APP_PREFIXES or "pam_unix" in app or msg.startswith("pam_unix(")
+
+
 def normalize(rec: SyslogRecord, source: str, ref: str) -> Event | None:
     """Return a typed Event for a message with security meaning, or None for an ordinary log line."""
     app = rec.app or ""
