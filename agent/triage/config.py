@@ -49,8 +49,8 @@ class TriageConfig(BaseModel):
     allowed_providers: tuple[str, ...] | None = Field(
         None, description="if set, the only providers this site may use")
     denied_providers: tuple[str, ...] = Field((), description="providers this site may never use")
-    tokens_per_hour: int | None = Field(
-        200_000, ge=1, description="prompt plus answer tokens per sliding hour; unset for no limit")
+    tokens_per_hour: int = Field(
+        200_000, ge=0, description="prompt plus answer tokens per sliding hour; 0 for no limit")
     max_concurrent: int = Field(2, ge=1, le=32, description="model calls in flight at once")
     cache_size: int = Field(4096, ge=0, le=1_000_000, description="verdicts remembered by incident version")
     rate_limit_cooldown_s: float = Field(60.0, ge=0, le=3600,

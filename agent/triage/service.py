@@ -80,7 +80,7 @@ class TriageService:
         self._playbooks = playbooks_for_model
         self._clock = clock
         self._cache = VerdictCache(config.cache_size)
-        self._budget = TokenBudget(config.tokens_per_hour, clock)
+        self._budget = TokenBudget(config.tokens_per_hour or None, clock)
         self._lock = threading.Lock()
         self._in_flight = 0
         self._cooldown_until = 0.0

@@ -79,3 +79,13 @@ def test_bound_limits_depth_items_and_strings() -> None:
     out = bound(list(range(100)), items=5)
     assert out[:5] == [0, 1, 2, 3, 4] and "95 more items" in out[5]
     assert as_data({"k": "<&>"}) == '{\n "k": "\\u003c\\u0026\\u003e"\n}'
+
+
+def test_asset_context_names_known_addresses_only(kit) -> None:
+    from watchstander.agent.assets import AssetIndex
+    from watchstander.agent.config import Asset
+    from watchstander.agent.triage.site import asset_context
+
+    index = AssetIndex([Asset(cidr="10.20.0.0/24", name="dmz", criticality="high", protected=True)])
+    assert asset_context(kit.incident(), index) == {
+        "10.20.0.22": {"asset": "dmz", "criticality": "high", "protected": True, "role_in_incident": "victim"}}

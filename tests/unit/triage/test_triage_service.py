@@ -207,3 +207,22 @@ def test_key_reaches_the_model_factory_but_nothing_else(kit, tmp_path: Path, cap
     for text in (repr(svc), verdict.model_dump_json(), caplog.text, repr(svc.__dict__)):
         assert SECRET not in text
     svc.close()
+
+
+def test_a_full_triage_section_in_toml_validates(tmp_path: Path) -> None:
+    import tomllib
+
+    raw = tomllib.loads(f"""
+[triage]
+model = "openai:llama3.1:8b"
+base_url = "http://127.0.0.1:11434/v1"
+timeout_s = 15
+max_tokens = 800
+api_key_file = "{tmp_path / 'key'}"
+allowed_providers = ["openai", "ollama"]
+denied_providers = ["deepseek"]
+tokens_per_hour = 0
+""")
+    cfg = validate_config(raw).triage
+    assert (cfg.provider, cfg.model_name, cfg.endpoint_host) == ("openai", "llama3.1:8b", "127.0.0.1")
+    assert cfg.tokens_per_hour == 0 and cfg.api_key_file == tmp_path / "key"
