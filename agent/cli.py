@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import cli_core, cli_guidance, cli_playbooks
+from . import cli_audit, cli_core, cli_guidance, cli_playbooks
+from .control import cli as cli_control
 from .context import Context, configure_logging
 from .errors import EXIT_FAILURE, ConfigError, WatchstanderError
 
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_core.register(sub, parent)
     cli_playbooks.register(sub, parent)
     cli_guidance.register(sub, parent)
+    cli_audit.register(sub, parent)
+    cli_control.register(sub, parent)
     return parser
 
 

@@ -181,10 +181,20 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     """Run the daemon until a signal stops it."""
     import asyncio
 
+    from .control.wiring import build_control_server  # registers the review tables' migrations
     from .daemon import Daemon
 
     daemon = Daemon(ctx.config, ctx.store, ctx.clock)
-    asyncio.run(daemon.run_until_signalled())
+    control = build_control_server(ctx.config, ctx.store, ctx.clock)
+
+    async def serve() -> None:
+        await control.start()
+        try:
+            await daemon.run_until_signalled()
+        finally:
+            await control.stop()
+
+    asyncio.run(serve())
     return EXIT_OK
 
 

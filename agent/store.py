@@ -103,7 +103,7 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
 def _load_component_schemas() -> None:
     # Importing these modules registers their migrations; kept here so that opening a store
     # always brings every component up to date, whichever command opened it.
-    from . import audit, guidance_store, incident_store, playbook_store  # noqa: F401
+    from . import audit, guidance_store, incident_store, playbook_store, review_store  # noqa: F401
 
 
 def migrate_store(store: Store) -> dict[str, int]:

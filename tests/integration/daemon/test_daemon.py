@@ -108,12 +108,17 @@ def test_run_command_as_a_process_stops_cleanly_on_sigterm(tmp_path: Path) -> No
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     cfg = tmp_path / "w.toml"
+    import grp
+    import tempfile
+
+    sock_dir = tempfile.mkdtemp(dir="/tmp")  # AF_UNIX paths must stay short
     cfg.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "w.db"}"\n[sources]\nsyslog_udp = ["127.0.0.1:{port}"]\n'
-                   f'flush_s = 0.2\n', encoding="utf-8")
+                   f'flush_s = 0.2\n[control]\nsocket = "{sock_dir}/c.sock"\n'
+                   f'socket_group = "{grp.getgrgid(os.getgid()).gr_name}"\n', encoding="utf-8")
     with subprocess.Popen([sys.executable, "-m", "watchstander.agent.cli", "run", "--config", str(cfg)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
-        _drive(proc, port)
+        _drive(proc, port, sock_dir)
     store = open_store(f"sqlite:///{tmp_path / 'w.db'}")
     from watchstander.agent.clock import system_clock
 
@@ -122,7 +127,7 @@ def test_run_command_as_a_process_stops_cleanly_on_sigterm(tmp_path: Path) -> No
     assert any("192.0.2.40" in i.entities().get("attacker", []) for i in incidents)
 
 
-def _drive(proc: subprocess.Popen[bytes], port: int) -> None:
+def _drive(proc: subprocess.Popen[bytes], port: int, sock_dir: str) -> None:
     try:
         deadline = time.monotonic() + 20
         assert proc.stderr is not None
@@ -131,6 +136,9 @@ def _drive(proc: subprocess.Popen[bytes], port: int) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for line in brute_force_lines("192.0.2.40"):
                 s.sendto(line, ("127.0.0.1", port))
+        from watchstander.agent.control.client import ControlClient
+
+        assert ControlClient(Path(sock_dir) / "c.sock", timeout=5).call("ping", {}) is not None
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
