@@ -16,7 +16,7 @@ from .assets import AssetIndex
 from .audit import AuditLog
 from .clock import Clock
 from .config import AgentConfig
-from .correlator import Correlator
+from .correlator import Correlator, refresh_summary
 from .errors import InputError
 from .incident_store import IncidentRepository
 from .models import Incident
@@ -116,8 +116,6 @@ def persist(findings: Sequence[Any], config: AgentConfig, store: Store, clock: C
             repo.upsert_findings(conn, inc_id, inc.findings.values())
             full = repo.load(conn, inc_id)
             assert full is not None
-            from .correlator import refresh_summary
-
             refresh_summary(full)
             full.verdict = analyst.triage(full)
             repo.set_verdict(conn, full)
