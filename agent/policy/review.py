@@ -116,6 +116,20 @@ class ReviewQueue:
             with self._store.begin() as own:
                 yield own
 
+    @staticmethod
+    def _lock(conn: Connection, suggestion_id: int | None = None) -> None:
+        """Take the write lock before the first read of a decision.
+
+        SQLite runs a transaction's SELECTs before its first write without any lock, so two
+        deciders could both read the same audit-chain head (AuditLog appends head + 1: one of them
+        then fails on the unique sequence number) or check an audit record while another writer
+        extends the chain. A write statement first, even one that changes no row, takes SQLite's
+        write lock for the rest of the transaction (and locks the row on PostgreSQL), so what is
+        read afterwards cannot change until commit.
+        """
+        conn.execute(update(suggestions).where(suggestions.c.id == (suggestion_id or -1))
+                     .values(version=suggestions.c.version))
+
     def _now(self) -> datetime:
         return self._clock()
 
@@ -160,10 +174,12 @@ class ReviewQueue:
     def _refused(self, actor: str, what: str, s: Suggestion | None, suggestion_id: int,
                  exc: ReviewError) -> None:
         """Audit a refused attempt in its own transaction (the caller re-raises)."""
-        self._audit.append(actor, f"suggestion.{what}_refused", f"suggestion:{suggestion_id}", {
-            "error": type(exc).__name__, "message": str(exc), "state": s.state if s else None,
-            "reason": getattr(exc, "reason", None),
-        })
+        with self._store.begin() as c:
+            self._lock(c, suggestion_id)
+            self._audit.append(actor, f"suggestion.{what}_refused", f"suggestion:{suggestion_id}", {
+                "error": type(exc).__name__, "message": str(exc), "state": s.state if s else None,
+                "reason": getattr(exc, "reason", None),
+            }, conn=c)
 
     # ------------------------------------------------------------------ creation
 
@@ -171,6 +187,7 @@ class ReviewQueue:
                conn: Connection | None = None) -> ReviewOutcome:
         """Guard a verdict's actions and submit them: the one call ingest makes per triaged incident."""
         with self._tx(conn) as c:
+            self._lock(c)  # the rate-limit counts and duplicate checks below must not race
             decisions = self.guard.check(incident, verdict, conn=c)
             return self.submit(incident.id, decisions, actor=actor, conn=c)
 
@@ -181,6 +198,7 @@ class ReviewQueue:
         created: list[Suggestion] = []
         duplicates: list[int] = []
         with self._tx(conn) as c:
+            self._lock(c)
             for d in decisions:
                 data = d.as_audit()
                 if not d.allowed:
@@ -355,6 +373,7 @@ class ReviewQueue:
         for sid in due:
             try:
                 with self._store.begin() as c:
+                    self._lock(c, sid)
                     s = self._load(c, sid)
                     if s.state in ("pending", "approved") and s.expires_ts <= now.timestamp():
                         self._move(c, s, "expired", actor, reason="ttl")
@@ -374,6 +393,7 @@ class ReviewQueue:
         error: ReviewError | None = None
         s: Suggestion | None = None
         with self._store.begin() as c:
+            self._lock(c, suggestion_id)
             s = self._load(c, suggestion_id)
             try:
                 if s.state in ("pending", "approved") and self._now().timestamp() >= s.expires_ts:
@@ -444,8 +464,10 @@ class ReviewQueue:
         created = self._audit_record(c, s.audit_seq, "suggestion.create", f"suggestion:{s.id}")
         if created is None or any(created.get(k) != v for k, v in (
                 ("params_sha256", s.params_sha256), ("playbook_hash", s.playbook_hash),
-                ("playbook", s.playbook_id), ("requester", s.requester))):
+                ("playbook", s.playbook_id), ("requester", s.requester), ("expires_at", s.expires_at))):
             raise ParametersTampered(f"suggestion #{s.id} no longer matches the audit record of its creation", s.id)
+        if abs(datetime.fromisoformat(s.expires_at).timestamp() - s.expires_ts) > 0.001:
+            raise ParametersTampered(f"suggestion #{s.id}: its expiry time was changed", s.id)
         if s.approvals_required < int(created.get("approvals_required") or 2):
             raise ParametersTampered(f"suggestion #{s.id}: required approvers were lowered", s.id)
         checked = self.guard.check_parameters(playbook, stored)
