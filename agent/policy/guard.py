@@ -139,8 +139,9 @@ def telemetry_texts(incident: Incident | None, limit: int = 2000) -> list[str]:
 
 def text_problem(justification: str, telemetry: Iterable[str] = ()) -> tuple[str, str] | None:
     """(reason, detail) when a justification looks injected or echoes telemetry; None when clean."""
-    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in justification):
-        return "suspicious_text", "control characters"
+    # Terminal escapes and bidi overrides could rewrite what an operator reads in a review.
+    if any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\n\t" for ch in justification):
+        return "suspicious_text", "control or format characters"
     for name, pattern in _INJECTION:
         if pattern.search(justification):
             return "suspicious_text", name
