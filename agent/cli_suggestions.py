@@ -98,15 +98,6 @@ def parse_params(items: list[str], playbook: Playbook | None) -> dict[str, objec
     return out
 
 
-def _row(s: Suggestion) -> dict[str, Any]:
-    return {
-        "id": s.id, "state": s.state, "incident": s.incident_id, "playbook": s.playbook_id, "risk": s.risk,
-        "parameters": s.parameters, "approvals": f"{len(s.approvals)}/{s.approvals_required}",
-        "requester": s.requester, "source": s.source, "created_at": s.created_at, "expires_at": s.expires_at,
-        "flags": list(s.flags),
-    }
-
-
 def _params_text(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(params.items()))
 

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -78,9 +78,6 @@ class ReviewOutcome:
     duplicates: list[int] = field(default_factory=list)
     suspicion: tuple[str, ...] = ()
 
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
 def state_error(s: Suggestion, target: str) -> IllegalTransition:
