@@ -99,6 +99,9 @@ class AuditLog:
 
     def _append(self, conn: Connection, actor: str, action: str, subject: str,
                 data: dict[str, Any]) -> AuditRecord:
+        # A write before the read takes SQLite's write lock (a row lock on PostgreSQL), so two
+        # writers cannot both read the same head and then collide on the next sequence number.
+        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=audit_head.c.seq))
         head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
         seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
         when = self._clock().isoformat()

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import cli_audit, cli_core, cli_guidance, cli_playbooks
+from . import cli_audit, cli_core, cli_guidance, cli_playbooks, cli_suggestions
 from .control import cli as cli_control
 from .context import Context, configure_logging
 from .errors import EXIT_FAILURE, ConfigError, WatchstanderError
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     cli_core.register(sub, parent)
+    cli_suggestions.register(sub, parent)
     cli_playbooks.register(sub, parent)
     cli_guidance.register(sub, parent)
     cli_audit.register(sub, parent)

@@ -113,6 +113,20 @@ def _print_summary(report: ReplayReport) -> None:
             -severity_rank(i.verdict.severity if i.verdict else i.severity), i.id or 0))
         print()
         print(incidents_table(ordered))
+    suggestions, refused = report.suggestions, report.refused
+    print()
+    if suggestions:
+        print(f"{len(suggestions)} suggestion(s) await review (watchstander suggestions list):")
+        for sug in suggestions:
+            params = ", ".join(f"{k}={v}" for k, v in sug.parameters.items())
+            print(f"  #{sug.id} [{sug.state}] incident {sug.incident_id}: {sug.playbook_id} ({sug.risk} risk) {params}")
+    else:
+        print("no suggestions")
+    if refused:
+        print(f"{len(refused)} recommended action(s) refused by the policy guard (watchstander audit export):")
+        for d in refused[:20]:
+            # Model output is attacker-influenced: shown escaped, never interpreted by the terminal.
+            print(f"  {str(d.playbook_id)[:80]!r}: {d.reason}" + (f" ({str(d.detail)[:120]!r})" if d.detail else ""))
 
 
 def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
@@ -207,11 +221,20 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     out.mkdir(parents=True, exist_ok=True)
     db = out / "watchstander.db"
     cfg_path = out / "watchstander.toml"
-    cfg_path.write_text(DEMO_CONFIG.format(db=db), encoding="utf-8")
+    import grp
+    import os
+    import tempfile
+
+    sock = Path(tempfile.gettempdir()) / f"watchstander-demo-{os.getuid()}.sock"
+    cfg_path.write_text(DEMO_CONFIG.format(db=db, socket=sock, group=grp.getgrgid(os.getgid()).gr_name),
+                        encoding="utf-8")
     validate_config(tomllib.loads(cfg_path.read_text(encoding="utf-8")))
     demo_ctx = Ctx(config_path=cfg_path, clock=ctx.clock)
     try:
         now = ctx.clock()
+        approved = _approve_shipped_playbooks(demo_ctx)
+        print(f"Approved {approved} shipped playbook definition(s) in the demo's store as {demo_ctx.identity} "
+              "(a real site reviews each one: watchstander playbooks approve PATH).")
         files = write_demo_telemetry(out / "telemetry", now)
         print(f"Demo telemetry written to {out / 'telemetry'} (capture, auth log, Suricata EVE).")
         report = replay(files, demo_ctx.config, demo_ctx.store, demo_ctx.clock, demo_ctx.identity)
@@ -229,6 +252,21 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         demo_ctx.close()
     return EXIT_OK
+
+
+def _approve_shipped_playbooks(ctx: Context) -> int:
+    """Approve every shipped playbook definition in a (demo) store; returns how many were new."""
+    from watchstander.playbooks import load_library
+
+    from .playbook_store import ApprovalStore
+
+    approvals = ApprovalStore(ctx.store, ctx.audit, ctx.clock)
+    count = 0
+    for playbook in load_library(ctx.config.playbooks.dirs):
+        if not approvals.is_approved(playbook):
+            approvals.approve(playbook, ctx.identity, "demo: shipped library approved for the demonstration")
+            count += 1
+    return count
 
 
 def to_toml(data: dict[str, Any], prefix: str = "") -> str:

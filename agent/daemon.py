@@ -27,6 +27,7 @@ from .config import AgentConfig
 from .ingest import persist
 from .models import Finding
 from .pipeline import Pipeline
+from .services import Services
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Daemon:
         self.clock = clock
         self.actor = actor
         self.pipeline = Pipeline(config.detectors)
+        self.services = Services.build(config, store, clock)  # a bad triage config stops start-up
         self._persisted: dict[int, tuple[int, float]] = {}
         self._stop = asyncio.Event()
         self._servers: list[Any] = []
@@ -98,7 +100,7 @@ class Daemon:
         for path in src.files:
             self._tasks.append(asyncio.create_task(self._follow(Path(path)), name=f"follow {path}"))
         self._tasks.append(asyncio.create_task(self._flusher(), name="flush"))
-        log.info("listening: syslog udp %s, tcp %s; following %d file(s); flush every %.0f s",
+        log.info("listening: syslog udp %s, tcp %s; following %d file(s); flush every %.1f s",
                  self.bound["udp"], self.bound["tcp"], len(src.files), src.flush_s)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -195,7 +197,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         try:
             incidents = await loop.run_in_executor(
-                None, persist, changed, self.config, self.store, self.clock, self.actor)
+                None, persist, changed, self.config, self.store, self.clock, self.actor, self.services)
         except Exception:  # the barrier around the store and triage (STYLE rule 2)
             log.exception("flush of %d finding(s) failed; will retry", len(changed))
             for f in changed:
@@ -230,6 +232,7 @@ class Daemon:
             except Exception:  # a follower that died already logged why
                 log.debug("task %s ended with an error", t.get_name(), exc_info=True)
         await self.flush()
+        self.services.close()
 
     async def run_until_signalled(self) -> None:
         """Start, tell systemd we are ready, and run until SIGTERM or SIGINT."""

@@ -53,6 +53,18 @@ cidr = "10.20.0.1/32"
 name = "gateway"
 criticality = "critical"
 protected = true
+
+# The devices the analyst cannot know: which firewall blocks, which sensor port captures.
+[policy.defaults.block-address-nftables]
+firewall = "fw-dmz"
+
+[policy.defaults.capture-incident-traffic]
+interface = "span0"
+
+# Keep the demo's own control socket out of /run.
+[control]
+socket = "{socket}"
+socket_group = "{group}"
 """
 
 

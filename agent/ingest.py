@@ -12,7 +12,6 @@ from typing import Any
 from watchstander.connectors.errors import SourceError
 from watchstander.connectors.skips import SkipCounter
 
-from .assets import AssetIndex
 from .audit import AuditLog
 from .clock import Clock
 from .config import AgentConfig
@@ -22,7 +21,9 @@ from .incident_store import IncidentRepository
 from .models import Incident
 from .pipeline import Pipeline, open_events
 from .store import Store
+from .services import Services
 from .triage.baseline import BaselineAnalyst
+from .triage.site import asset_context
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,16 @@ class ReplayReport:
     seconds: float = 0.0
     detector_failures: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def suggestions(self) -> list[Any]:
+        """Suggestions created by this run (pending, or approved when autonomy allows)."""
+        return [s for i in self.incidents if i.outcome for s in i.outcome.created]
+
+    @property
+    def refused(self) -> list[Any]:
+        """Guard decisions that refused an action in this run."""
+        return [d for i in self.incidents if i.outcome for d in i.outcome.decisions if not d.allowed]
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         return {
@@ -59,6 +70,8 @@ class ReplayReport:
             "seconds": round(self.seconds, 3),
             "events_per_second": round(self.events / self.seconds) if self.seconds else None,
             "detector_failures": self.detector_failures,
+            "suggestions": [s.id for s in self.suggestions],
+            "refused_actions": len(self.refused),
         }
 
 
@@ -66,11 +79,22 @@ FileProgress = Callable[[int, int, str, int], None]  # (file index, file count, 
 
 
 def replay(files: Sequence[Path], config: AgentConfig, store: Store, clock: Clock, actor: str,
-           progress: FileProgress | None = None) -> ReplayReport:
-    """Run files through detection, correlation and baseline triage, and persist the incidents."""
+           progress: FileProgress | None = None, services: Services | None = None) -> ReplayReport:
+    """Run files through detection, correlation and triage; store incidents and queue suggestions."""
     for p in files:
         if not p.is_file():
             raise InputError(f"{p}: no such file")
+    own = services is None
+    svc = services or Services.build(config, store, clock)  # a bad triage config stops us before reading
+    try:
+        return _replay(files, config, store, clock, actor, progress, svc)
+    finally:
+        if own:
+            svc.close()
+
+
+def _replay(files: Sequence[Path], config: AgentConfig, store: Store, clock: Clock, actor: str,
+            progress: FileProgress | None, svc: Services) -> ReplayReport:
     started = clock()
     t0 = time.perf_counter()
     pipeline = Pipeline(config.detectors)
@@ -88,7 +112,7 @@ def replay(files: Sequence[Path], config: AgentConfig, store: Store, clock: Cloc
         report.events += n
     report.findings = len(pipeline.findings)
     report.detector_failures = dict(pipeline.failures)
-    report.incidents = persist(pipeline.findings, config, store, clock, actor)
+    report.incidents = persist(pipeline.findings, config, store, clock, actor, svc)
     report.seconds = time.perf_counter() - t0
     repo = IncidentRepository(store, clock)
     with store.begin() as conn:
@@ -96,12 +120,24 @@ def replay(files: Sequence[Path], config: AgentConfig, store: Store, clock: Cloc
     return report
 
 
-def persist(findings: Sequence[Any], config: AgentConfig, store: Store, clock: Clock, actor: str) -> list[Incident]:
-    """Correlate findings into incidents, triage each touched incident, store and audit the verdicts."""
+def persist(findings: Sequence[Any], config: AgentConfig, store: Store, clock: Clock, actor: str,
+            services: Services | None = None) -> list[Incident]:
+    """Correlate findings into incidents, triage each touched one, guard its actions and queue suggestions."""
+    own = services is None
+    svc = services or Services.build(config, store, clock)
+    try:
+        return _persist(findings, config, store, clock, actor, svc)
+    finally:
+        if own:
+            svc.close()
+
+
+def _persist(findings: Sequence[Any], config: AgentConfig, store: Store, clock: Clock, actor: str,
+             svc: Services) -> list[Incident]:
     repo = IncidentRepository(store, clock)
     audit = AuditLog(store, clock)
-    analyst = BaselineAnalyst(AssetIndex(config.assets), clock())
-    out: list[Incident] = []
+    analyst = BaselineAnalyst(svc.assets, clock())
+    touched: list[int] = []
     with store.begin() as conn:
         def stored(entity: str, since: float) -> tuple[str, float, float] | None:
             hit = repo.find_open(conn, entity, since)
@@ -114,17 +150,26 @@ def persist(findings: Sequence[Any], config: AgentConfig, store: Store, clock: C
         for inc in correlator.add_all(findings):
             inc_id = repo.upsert_incident(conn, inc)
             repo.upsert_findings(conn, inc_id, inc.findings.values())
-            full = repo.load(conn, inc_id)
-            assert full is not None
-            refresh_summary(full)
-            full.verdict = analyst.triage(full)
+            touched.append(inc_id)
+    out: list[Incident] = []
+    for inc_id in touched:
+        full = repo.get(inc_id)
+        assert full is not None
+        refresh_summary(full)
+        # The model is asked with no transaction open: a slow answer must not hold the store.
+        verdict = svc.triage.triage(full, analyst.triage(full), asset_context(full, svc.assets))
+        full.verdict = verdict
+        with store.begin() as conn:
             repo.set_verdict(conn, full)
             audit.append(actor, "triage.verdict", f"incident:{inc_id}", {
                 "fingerprint": full.fingerprint,
-                "severity": full.verdict.severity,
-                "disposition": full.verdict.disposition,
-                "confidence": full.verdict.confidence,
-                "provenance": full.verdict.provenance.model_dump(mode="json"),
+                "severity": verdict.severity,
+                "disposition": verdict.disposition,
+                "confidence": verdict.confidence,
+                "techniques": list(verdict.techniques),
+                "provenance": verdict.provenance.model_dump(mode="json"),
             }, conn=conn)
-            out.append(full)
+            outcome = svc.review.review(full, verdict, actor=actor, conn=conn)
+        full.outcome = outcome
+        out.append(full)
     return out

@@ -134,6 +134,9 @@ class Incident:
     id: int | None = None
     verdict: TriageVerdict | None = None
     status: str = "open"
+    # What the policy guard and review queue made of the verdict in this process (a ReviewOutcome;
+    # typed loosely so the models stay below the policy layer). Not stored: the audit log has it.
+    outcome: Any = None
 
     @property
     def detectors(self) -> list[str]:

@@ -138,8 +138,8 @@ class BaselineAnalyst:
                 params = {"address": attackers[0]}
                 why = f"stop further {det} activity from {attackers[0]}"
             elif playbook == "capture-incident-traffic":
-                addrs = sorted({a for role in ("attacker", "victim") for vs in inc.entities().get(role, [])
-                                for a in vs.split(",") if _is_ip(a)})[:16]
+                # The attacker's addresses only: victims are often the site's protected servers.
+                addrs = sorted({a for vs in inc.entities().get("attacker", []) for a in vs.split(",") if _is_ip(a)})[:16]
                 if not addrs:
                     continue
                 params = {"addresses": addrs}

@@ -131,7 +131,7 @@ def _drive(proc: subprocess.Popen[bytes], port: int, sock_dir: str) -> None:
     try:
         deadline = time.monotonic() + 20
         assert proc.stderr is not None
-        while b"listening" not in proc.stderr.readline():
+        while b"listening: syslog" not in proc.stderr.readline():
             assert time.monotonic() < deadline and proc.poll() is None, "daemon did not start"
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for line in brute_force_lines("192.0.2.40"):
