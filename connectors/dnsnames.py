@@ -14,7 +14,9 @@ from .skips import SkipCounter
 log = logging.getLogger(__name__)
 
 # tshark prints non-printable label bytes as \ooo octal escapes; keep them as-is.
-_NAME = re.compile(r"^(?:[A-Za-z0-9_-]|\\[0-7]{3}|\\.)(?:[A-Za-z0-9_.-]|\\[0-7]{3}|\\.)*$")
+# Each alternative starts differently (a backslash takes exactly three octal digits or one other
+# character), and the repetition is possessive: hostile lines cannot make the match backtrack.
+_NAME = re.compile(r"^(?:[A-Za-z0-9_-]|\\(?:[0-7]{3}|[^0-7]))(?:[A-Za-z0-9_.-]|\\(?:[0-7]{3}|[^0-7]))*+$")
 
 
 def looks_like_name(text: str) -> bool:

@@ -34,6 +34,7 @@ LINK_SLL, LINK_SLL2, LINK_IPV4, LINK_IPV6 = 113, 276, 228, 229
 ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_VLAN, ETH_QINQ = 0x0800, 0x86DD, 0x0806, 0x8100, 0x88A8
 
 DNS_PORTS = frozenset({53, 5353})
+RELEASE_EVERY = 8 << 20  # bytes of mapped capture between madvise(MADV_DONTNEED) calls
 FTP_PORT = 21
 
 _u16 = struct.Struct("!H").unpack_from
@@ -296,7 +297,15 @@ def _read_pcap(fh: BinaryIO, path: Path, decoder: PacketDecoder, skips: SkipCoun
         fast = linktype == LINK_ETHERNET
         fast_headers = _ETH_IPV4_L4
         addr: dict[bytes, str] = {}
+        # Pages already read stay in this process's RSS while the map lives; releasing them as we
+        # go keeps memory flat however large the capture (they remain in the page cache).
+        dontneed = getattr(mmap, "MADV_DONTNEED", None)
+        released = 0
         while off + 16 <= size:
+            if off - released >= RELEASE_EVERY and dontneed is not None:
+                upto = off - off % mmap.PAGESIZE
+                buf.madvise(dontneed, released, upto - released)
+                released = upto
             sec, frac, caplen, _wire = record(buf, off)
             off += 16
             n += 1

@@ -162,3 +162,26 @@ def test_dns_compression_loop_is_a_counted_skip() -> None:
         logging.getLogger("scapy.runtime").disabled = False
     assert all(e.kind != DNS for e in events)
     assert skips.counts["malformed DNS message"] == 1
+
+
+HOSTILE = [
+    "a." + "\\123" * 4000 + "!",                       # backtracking bait for the DNS-name pattern
+    "Jan  1 00:00:00 h sshd[1]: Failed password for " + " from x" * 2000,
+    "Jan  1 00:00:00 h sshd(pam_unix)[1]: authentication failure;" + " rhost" * 2500,
+    "<13>1 2024-01-01T00:00:00Z h a p m " + "[x@1 a=\"\\" * 1500,
+    "Jan  1 00:00:00 " + "x" * 16000,
+    "[" * 16000,
+    "Jan  1 00:00:00 h " + "a(" * 8000 + ": m",
+]
+
+
+@pytest.mark.parametrize("line", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_lines_cannot_stall_the_parsers(line: str) -> None:
+    import time
+
+    from watchstander.connectors.dnsnames import looks_like_name
+
+    t0 = time.perf_counter()
+    looks_like_name(line)
+    list(SyslogSource("t", fixed_clock(), new_skips()).events([line.encode()]))
+    assert time.perf_counter() - t0 < 1.0
