@@ -77,17 +77,17 @@ class SyslogParser:
     def __init__(self, now: Callable[[], datetime]) -> None:
         self._now = now
         self._minute_cache: dict[tuple[int, int, str, int | None], float] = {}
-        self._prefix_cache: dict[str, float] = {}
+        self.prefix_minutes: dict[str, float] = {}
         self._ref_date = now().date()
 
     def minute(self, prefix: str) -> float:
         """Epoch of a year-less "Mmm dd HH:MM" minute (cached); raises ValueError for a bad date."""
-        base = self._prefix_cache.get(prefix)
+        base = self.prefix_minutes.get(prefix)
         if base is None:
             base = self._bsd_time(prefix[:3], int(prefix[4:6]), prefix[7:12] + ":00", None)
-            if len(self._prefix_cache) > 100_000:
-                self._prefix_cache.clear()
-            self._prefix_cache[prefix] = base
+            if len(self.prefix_minutes) > 100_000:
+                self.prefix_minutes.clear()
+            self.prefix_minutes[prefix] = base
         return base
 
     def check_day(self) -> None:
@@ -95,7 +95,7 @@ class SyslogParser:
         today = self._now().date()
         if today != self._ref_date:
             self._ref_date = today
-            self._prefix_cache = {}
+            self.prefix_minutes.clear()  # in place: the hot loop holds a reference
             self._minute_cache = {k: v for k, v in self._minute_cache.items() if k[3] is not None}
 
     def parse(self, line: str) -> SyslogRecord:
@@ -170,7 +170,7 @@ class SyslogParser:
         if today != self._ref_date:
             # Cached year-less minutes were inferred against another day; a new year may have begun.
             self._ref_date = today
-            self._prefix_cache = {}
+            self.prefix_minutes.clear()  # in place: the hot loop holds a reference
             self._minute_cache = {k: v for k, v in self._minute_cache.items() if k[3] is not None}
         latest = today + timedelta(days=1)
         for year in range(latest.year, latest.year - 8, -1):  # Feb 29 recurs within 8 years
@@ -226,6 +226,7 @@ class SyslogSource:
         """Yield Events for decoded lines; the hot loop of every syslog source."""
         parser = self.parser
         parse, minute, fast = parser.parse, parser.minute, _FAST.match
+        minutes = parser.prefix_minutes
         source = self.source
         skips = self.skips
         event, log_kind, limit, apps = Event, LOG, RAW_EXCERPT_MAX, _APP_PREFIXES
@@ -242,7 +243,8 @@ class SyslogSource:
             if m is not None and m.group(3)[-1] != ":":
                 prefix, ss, host, app, pid, msg = m.groups()
                 try:
-                    ts = minute(prefix) + int(ss)
+                    base = minutes.get(prefix)
+                    ts = (minute(prefix) if base is None else base) + int(ss)
                 except (ValueError, OverflowError) as exc:
                     skips.skip("unparseable syslog line", f"line {n}: {exc}: {line[:80]}")
                     continue

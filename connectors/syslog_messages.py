@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .events import AUTH, DNS, Event, excerpt
+from .events import AUTH, DNS, RAW_EXCERPT_MAX, Event, excerpt
 
 if TYPE_CHECKING:
     from .syslog import SyslogRecord
@@ -51,8 +51,8 @@ def normalize(rec: SyslogRecord, source: str, ref: str) -> Event | None:
         if msg.startswith("Failed "):
             m = _SSHD_FAIL.match(msg)
             if m:
-                return _auth(rec, source, ref, "ssh", m.group("ip"), m.group("user"), "failure",
-                             m.group("port"), {"method": m.group("method"), "layer": "sshd"})
+                method, user, ip, port = m.groups()
+                return _auth(rec, source, ref, "ssh", ip, user, "failure", port, {"method": method, "layer": "sshd"})
         elif msg.startswith("Accepted "):
             m = _SSHD_OK.match(msg)
             if m:
@@ -104,4 +104,5 @@ def _auth(
     sport = int(port) if port and len(port) <= 5 else None
     return Event(rec.time, source, AUTH, ip, rec.host, sport if sport is not None and sport <= 65535 else None,
                  None, service, host=rec.host, user=user[:USER_MAX] if user is not None else None,
-                 outcome=outcome, attrs=attrs, raw=excerpt(rec.msg), ref=ref)
+                 outcome=outcome, attrs=attrs,
+                 raw=rec.msg if len(rec.msg) <= RAW_EXCERPT_MAX else excerpt(rec.msg), ref=ref)
