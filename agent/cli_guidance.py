@@ -287,6 +287,7 @@ def operational_evidence(ctx: Context, as_of: date) -> OperationalEvidence:
                 rows = conn.execute(text(
                     "SELECT time, action, subject, data FROM audit_log "
                     "WHERE action LIKE 'suggestion.%' OR action LIKE 'playbook%run%' ORDER BY seq"))
+                incident_of: dict[str, object] = {}  # suggestion subject -> incident id
                 for when_s, action, subject, data in rows:
                     when = _parse_time(when_s)
                     if when is None or when >= cutoff:
@@ -294,18 +295,24 @@ def operational_evidence(ctx: Context, as_of: date) -> OperationalEvidence:
                     if action.startswith("playbook"):
                         runs.add(subject)
                         continue
-                    verb = action.split(".", 1)[1] if "." in action else action
-                    if verb.startswith("approv"):
-                        approved += 1
-                    elif verb.startswith("reject"):
-                        rejected += 1
-                    else:
-                        continue
                     try:
                         payload = json.loads(data) if data else {}
                     except ValueError:
                         payload = {}
-                    incident = payload.get("incident_id") or payload.get("incident") if isinstance(payload, dict) else None
+                    if not isinstance(payload, dict):
+                        continue
+                    if action == "suggestion.create":
+                        incident_of[subject] = payload.get("incident")
+                        continue
+                    # A suggestion is decided when it moves to approved (enough approvers) or
+                    # rejected; single approvals of a two-person suggestion are not decisions.
+                    if action != "suggestion.transition" or payload.get("to") not in ("approved", "rejected"):
+                        continue
+                    if payload.get("to") == "approved":
+                        approved += 1
+                    else:
+                        rejected += 1
+                    incident = incident_of.get(subject)
                     seen = first_seen.get(str(incident)) if incident is not None else None
                     if seen is not None and when >= seen:
                         delays.append((when - seen).total_seconds())
