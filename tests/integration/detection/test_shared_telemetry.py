@@ -128,3 +128,12 @@ def test_replaying_the_same_file_twice_updates_the_same_incident(shared_telemetr
         store.close()
     assert [i.id for i in first.incidents] == [i.id for i in second.incidents]
     assert [i.fingerprint for i in first.incidents] == [i.fingerprint for i in second.incidents]
+
+
+def test_every_detector_has_real_and_generated_samples() -> None:
+    """Each registered detector is exercised by a real capture or log here and by the demo data."""
+    from watchstander.agent.demo_data import DEMO_TRUTH
+    from watchstander.agent.detectors.registry import DETECTORS
+
+    assert set(DETECTORS) <= {a[1] for a in ATTACKS}
+    assert set(DETECTORS) <= {t[0] for t in DEMO_TRUTH}
