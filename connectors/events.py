@@ -44,7 +44,7 @@ class Event:
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict with empty fields left out."""
         out: dict[str, Any] = {}
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             value = getattr(self, name)
             if value is not None and not (name == "flags" and value == 0):
                 out[name] = value

@@ -36,9 +36,9 @@ def _int(value: Any) -> int | None:
 
 
 def _port(value: Any) -> int | None:
-    value = _int(value)
-    if value is not None and 0 <= value <= 65535:
-        return value
+    port = _int(value)
+    if port is not None and 0 <= port <= 65535:
+        return port
     return None
 
 
@@ -60,17 +60,18 @@ def eve_event(obj: Any, source: str, ref: str) -> Event | None:
         alert = obj.get("alert")
         if not isinstance(alert, dict):
             raise ValueError("alert record without an alert object")
-        sev = alert.get("severity")
-        attrs = {
-            "signature": _str(alert.get("signature"), 512) or "",
+        sev = _int(alert.get("severity"))
+        signature = _str(alert.get("signature"), 512) or ""
+        attrs: dict[str, Any] = {
+            "signature": signature,
             "signature_id": _int(alert.get("signature_id")),
             "category": _str(alert.get("category")) or "",
-            "severity": sev if _int(sev) is not None and 1 <= sev <= 4 else 3,
+            "severity": sev if sev is not None and 1 <= sev <= 4 else 3,
             "action": _str(alert.get("action"), 32),
             "engine": "suricata",
         }
         return Event(ts, source, DETECTION, src, dst, sport, dport, proto, attrs=attrs,
-                     raw=excerpt(attrs["signature"]), ref=ref)
+                     raw=excerpt(signature), ref=ref)
     if etype == "dns":
         dns = obj.get("dns")
         if not isinstance(dns, dict):

@@ -342,7 +342,8 @@ def _read_pcap(fh: BinaryIO, path: Path, decoder: PacketDecoder, skips: SkipCoun
 
 def _read_pcap_scapy(fh: BinaryIO, path: Path, decoder: PacketDecoder, skips: SkipCounter) -> Iterator[Event]:
     try:
-        reader = RawPcapReader(fh)
+        # The reader's metaclass opens a path or an open binary file; its __init__ comment says str only.
+        reader = RawPcapReader(fh)  # type: ignore[arg-type]
     except Scapy_Exception as exc:
         raise SourceError(f"{path}: bad pcap header: {exc}") from exc
     linktype = reader.linktype
@@ -358,13 +359,16 @@ def _read_pcap_scapy(fh: BinaryIO, path: Path, decoder: PacketDecoder, skips: Sk
 
 def _read_pcapng(fh: BinaryIO, path: Path, decoder: PacketDecoder, skips: SkipCounter) -> Iterator[Event]:
     try:
-        reader = RawPcapNgReader(fh)
+        # As above: scapy accepts an open binary file here; its annotation says str only.
+        reader = RawPcapNgReader(fh)  # type: ignore[arg-type]
     except (Scapy_Exception, struct.error, EOFError) as exc:
         raise SourceError(f"{path}: bad pcapng header: {exc}") from exc
+    # scapy types iteration with the pcap PacketMetadata it inherits; a pcapng reader yields PacketMetadataNg.
+    records: Iterator[tuple[bytes, RawPcapNgReader.PacketMetadata]] = reader  # type: ignore[assignment]
     decode = decoder.decode
     n = 0
     try:
-        for data, meta in reader:
+        for data, meta in records:
             n += 1
             linktype = meta.linktype
             tsres = meta.tsresol or 1_000_000

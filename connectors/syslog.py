@@ -136,7 +136,10 @@ class SyslogParser:
     def _rfc5424(self, m: re.Match[str]) -> SyslogRecord:
         facility, severity = _pri(m.group("pri"))
         ts = _iso_time(m.group("ts")) if m.group("ts") != "-" else self._now().timestamp()
-        nil = lambda v: None if v == "-" else v  # noqa: E731
+
+        def nil(v: str | None) -> str | None:
+            return None if v == "-" else v
+
         msg = m.group("msg")
         if msg.startswith("\ufeff"):
             msg = msg[1:]

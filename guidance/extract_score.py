@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from watchstander.guidance.extract_models import ExtractedObligation
-from watchstander.guidance.extractor import extract
+from .extract_models import ExtractedObligation
+from .extractor import extract
 
 Key = tuple[str, str, str]
 

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from watchstander.guidance.extract_models import OrderMeta
+from .extract_models import OrderMeta
 
 _HEADER_RULE = re.compile(r"^={10,}[ \t]*$", re.MULTILINE)
 _HEADER_FIELD = re.compile(r"^([A-Z_]{2,20}):[ \t]*(.*)$", re.MULTILINE)

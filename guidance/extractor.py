@@ -15,16 +15,16 @@ from typing import Any
 
 import yaml
 
-from watchstander.guidance.extract_models import (
+from .extract_models import (
     MAX_TEXT,
     Anchor,
     Duration,
     ExtractedObligation,
     OrderMeta,
 )
-from watchstander.guidance.extract_phrases import DeadlineMatch, add_duration, find_deadlines
-from watchstander.guidance.extract_roles import read_roles, sentence_span
-from watchstander.guidance.extract_sections import Clause, clauses, read_meta
+from .extract_phrases import DeadlineMatch, add_duration, find_deadlines
+from .extract_roles import read_roles, sentence_span
+from .extract_sections import Clause, clauses, read_meta
 
 __all__ = [
     "Anchor",

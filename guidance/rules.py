@@ -133,7 +133,7 @@ def format_rule(rule: AfterAnchor | OnDate | Recurring | NoDeadline) -> str:
     return text
 
 
-_UNITS = {"day": "days", "days": "days", "week": "weeks", "weeks": "weeks",
+_UNITS: dict[str, Unit] = {"day": "days", "days": "days", "week": "weeks", "weeks": "weeks",
           "month": "months", "months": "months", "year": "years", "years": "years"}
 
 
@@ -191,7 +191,7 @@ def _period(tokens: _Tokens) -> Period:
     unit = _UNITS.get(unit_word.lower())
     if unit is None:
         raise RuleSyntaxError(f"deadline rule {tokens.text!r}: unknown unit {unit_word!r}")
-    return Period(value=value, unit=unit)  # type: ignore[arg-type]
+    return Period(value=value, unit=unit)
 
 
 def _anchor(tokens: _Tokens) -> OrderStart | ObligationStart | EventStart | DateStart:

@@ -38,15 +38,17 @@ class LoadedYaml:
     lines: dict[KeyPath, int]
 
 
-class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]
+class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses anchors and aliases while composing (they hide what will be run)."""
 
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        event = self.peek_event()
+        # types-PyYAML leaves Parser.peek_event unannotated; it returns the next yaml.Event.
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise yaml.composer.ComposerError(None, None, "anchors and aliases are not allowed",
                                               event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[no-any-return,unused-ignore]
+        # types-PyYAML says index is an int; PyYAML passes None (root), an int (list item) or the key node.
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
 
 
 def key_path(path: KeyPath) -> str:
