@@ -1,7 +1,11 @@
 """`watchstander suggestions ...`: list, show, approve, reject and edit suggested actions.
 
-With no daemon in between, the commands work on the store in-process and the identity is the
-invoking OS user (`ctx.identity`); a name given on the command line is never an identity.
+Every command is one `suggestions.*` control method run by `review_call`. With a daemon answering
+on `[control] socket`, the request goes over the socket: the daemon acts as the identity it
+authenticated from the peer credentials and checks the method's role. Without one (replay, demo),
+or with `--local` (forensics on a copy of the store), the same `review_call` runs in-process as
+the invoking OS user (`ctx.identity`) with no role check. Both modes print the same output and
+exit with the same status; a name given on the command line is never an identity.
 """
 
 from __future__ import annotations
@@ -12,15 +16,27 @@ import sys
 import unicodedata
 from typing import Any
 
-from watchstander.playbooks import Playbook, UnknownPlaybookError, load_library
+from watchstander.playbooks import Catalogue, Playbook, UnknownPlaybookError, load_library
 from watchstander.playbooks.inputs import IntegerInput
 
 from .context import Context
+from .control.client import via_daemon_or_local
+from .control.errors import RemoteError, error_code
+from .control.review_methods import MAX_LIST, review_call
 from .errors import EXIT_OK, InputError
 from .playbook_store import ApprovalStore
+from .policy.errors import (
+    AlreadyDecided, ApprovalRefused, BindingBroken, ConcurrentUpdate, DuplicateApprover, IllegalTransition,
+    ParametersRefused, ParametersTampered, PlaybookChanged, RequesterCannotApprove, ReviewError,
+    SuggestionExpired, SuggestionNotFound, SuggestionSuperseded,
+)
 from .policy.guard import PolicyGuard
 from .policy.review import ReviewQueue
-from .review_store import STATES, Suggestion
+from .review_store import STATES
+
+LOCAL_HELP = ("work on the store file named by the config in-process, as the invoking user and with no "
+              "role check, even when a daemon is running (forensics on a copy of the store)")
+DEFAULT_LIMIT = 500
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -31,6 +47,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     ls = ssub.add_parser("list", parents=[parent], help="suggestions, newest first")
     ls.add_argument("--state", choices=STATES, help="only suggestions in this state")
     ls.add_argument("--incident", type=int, metavar="ID", help="only suggestions for this incident")
+    ls.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                    help=f"at most N suggestions (1 to {MAX_LIST}, default {DEFAULT_LIMIT})")
     ls.add_argument("--format", choices=("table", "json"), default="table")
     ls.set_defaults(handler=cmd_list)
 
@@ -40,7 +58,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     show.set_defaults(handler=cmd_show)
 
     approve = ssub.add_parser("approve", parents=[parent],
-                              help="approve as the invoking user (high risk needs two people); audited")
+                              help="approve as yourself (high risk needs two people); audited")
     approve.add_argument("id", type=int)
     approve.add_argument("--comment", default="", help="kept with the approval")
     approve.set_defaults(handler=cmd_approve)
@@ -58,15 +76,70 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     edit.add_argument("--comment", default="", help="why the parameters changed")
     edit.set_defaults(handler=cmd_edit)
 
+    for action in (ls, show, approve, reject, edit):
+        action.add_argument("--local", action="store_true", help=LOCAL_HELP)
 
-def build_queue(ctx: Context) -> ReviewQueue:
+
+def build_queue(ctx: Context, catalogue: Catalogue | None = None) -> ReviewQueue:
     """The review queue over ctx's store, with a guard over the configured catalogue and assets."""
     config = ctx.config
-    dirs = getattr(getattr(config, "playbooks", None), "dirs", ())
-    catalogue = load_library(dirs)
+    if catalogue is None:
+        catalogue = _catalogue(ctx)
     approvals = ApprovalStore(ctx.store, ctx.audit, ctx.clock)
     guard = PolicyGuard(config.policy, catalogue, approvals, config.assets, ctx.clock, store=ctx.store)
     return ReviewQueue(ctx.store, ctx.audit, ctx.clock, config.policy, guard=guard)
+
+
+def _catalogue(ctx: Context) -> Catalogue:
+    return load_library(getattr(getattr(ctx.config, "playbooks", None), "dirs", ()))
+
+
+def _review_error_codes() -> dict[str, type[ReviewError]]:
+    """Review errors by the wire code a daemon reports them with (a duplicate code raises)."""
+    codes: dict[str, type[ReviewError]] = {}
+    for cls in (ReviewError, SuggestionNotFound, IllegalTransition, AlreadyDecided, SuggestionSuperseded,
+                SuggestionExpired, ApprovalRefused, RequesterCannotApprove, DuplicateApprover, BindingBroken,
+                ParametersTampered, PlaybookChanged, ParametersRefused, ConcurrentUpdate):
+        code = error_code(cls(""))
+        if code in codes:
+            raise RuntimeError(f"{codes[code].__name__} and {cls.__name__} share the wire code {code!r}")
+        codes[code] = cls
+    return codes
+
+
+# So that a command fails with the same type and exit status over the socket as in-process
+# (SuggestionExpired exits 7 either way).
+REVIEW_ERRORS = _review_error_codes()
+
+
+def _typed(exc: RemoteError) -> ReviewError | None:
+    """The review error a daemon's failure stands for, with its details and exit status; else None."""
+    cls = REVIEW_ERRORS.get(exc.code)
+    if cls is None:
+        return None
+    sid = exc.details.get("suggestion_id")
+    typed = cls(str(exc), sid if isinstance(sid, int) and not isinstance(sid, bool) else None)
+    for key, value in exc.details.items():
+        if key != "suggestion_id" and key in vars(typed):
+            setattr(typed, key, value)
+    typed.exit_status = exc.exit_status
+    return typed
+
+
+def review(ctx: Context, method: str, params: dict[str, Any], *, local: bool = False,
+           catalogue: Catalogue | None = None) -> dict[str, Any]:
+    """Run one suggestions.* method through the daemon when one answers, else in-process as ctx.identity."""
+
+    def in_process(who: str) -> dict[str, Any]:
+        return review_call(build_queue(ctx, catalogue), method, who, params)
+
+    try:
+        return via_daemon_or_local(ctx, method, params, in_process, local=local)
+    except RemoteError as exc:
+        typed = _typed(exc)
+        if typed is None:
+            raise
+        raise typed from exc
 
 
 def printable(text: str, limit: int | None = None) -> str:
@@ -103,25 +176,30 @@ def _params_text(params: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
-    """Print suggestions (expiring any that are due first, so states shown are current)."""
+    """Print suggestions (the method expires any that are due first, so states shown are current)."""
     from .cli import dump_json
 
-    queue = build_queue(ctx)
-    queue.expire_due()
-    items = queue.list(args.state, args.incident)
+    if not 1 <= args.limit <= MAX_LIST:
+        raise InputError(f"--limit must be from 1 to {MAX_LIST}")
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.state is not None:
+        params["state"] = args.state
+    if args.incident is not None:
+        params["incident"] = args.incident
+    items: list[dict[str, Any]] = review(ctx, "suggestions.list", params, local=args.local)["suggestions"]
     if args.format == "json":
-        print(dump_json({"suggestions": [s.as_dict() for s in items]}))
+        print(dump_json({"suggestions": items}))
         return EXIT_OK
     headers = ("ID", "STATE", "INC", "RISK", "APPR", "PLAYBOOK", "PARAMETERS")
     table = [headers] + [
-        (str(s.id), s.state + ("!" if s.flags else ""), str(s.incident_id or "-"), s.risk,
-         f"{len(s.approvals)}/{s.approvals_required}", printable(s.playbook_id, 40),
-         printable(_params_text(s.parameters), 80))
+        (str(s["id"]), printable(str(s["state"])) + ("!" if s["flags"] else ""), str(s["incident_id"] or "-"),
+         printable(str(s["risk"])), f"{len(s['approvals'])}/{s['approvals_required']}",
+         printable(s["playbook_id"], 40), printable(_params_text(s["parameters"]), 80))
         for s in items]
     widths = [max(len(row[i]) for row in table) for i in range(len(headers) - 1)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
-    if any(s.flags for s in items):
+    if any(s["flags"] for s in items):
         print("\n! flagged: the model behind it also recommended something the guard refused", file=sys.stderr)
     return EXIT_OK
 
@@ -130,67 +208,74 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     """Print one suggestion."""
     from .cli import dump_json
 
-    queue = build_queue(ctx)
-    queue.expire_due()
-    s = queue.get(args.id)
+    s: dict[str, Any] = review(ctx, "suggestions.show", {"id": args.id}, local=args.local)["suggestion"]
     if args.format == "json":
-        print(dump_json(s.as_dict()))
+        print(dump_json(s))
         return EXIT_OK
-    print(f"suggestion #{s.id}: {printable(s.playbook_id)} [{s.state}]")
-    print(f"  incident:   {s.incident_id if s.incident_id is not None else '-'}")
-    print(f"  risk:       {s.risk} (needs {s.approvals_required} distinct approver(s), not the requester)")
-    print(f"  playbook:   v{s.playbook_version} sha256 {s.playbook_hash}")
-    print(f"  parameters: sha256 {s.params_sha256}")
-    for name, value in sorted(s.parameters.items()):
+    print(f"suggestion #{s['id']}: {printable(s['playbook_id'])} [{printable(s['state'])}]")
+    print(f"  incident:   {s['incident_id'] if s['incident_id'] is not None else '-'}")
+    print(f"  risk:       {printable(s['risk'])} (needs {s['approvals_required']} distinct approver(s), "
+          "not the requester)")
+    print(f"  playbook:   v{s['playbook_version']} sha256 {printable(s['playbook_hash'])}")
+    print(f"  parameters: sha256 {printable(s['params_sha256'])}")
+    for name, value in sorted(s["parameters"].items()):
         print(f"    {printable(str(name))} = {printable(json.dumps(value, ensure_ascii=False))}")
-    print(f"  requester:  {printable(s.requester)} ({s.source}, {s.origin})")
-    print(f"  created:    {s.created_at}")
-    print(f"  expires:    {s.expires_at}")
-    if s.decided_by:
-        print(f"  decided by: {printable(s.decided_by)}{': ' + printable(s.reason) if s.reason else ''}")
-    if s.supersedes:
-        print(f"  replaces:   #{s.supersedes}")
-    if s.superseded_by:
-        print(f"  replaced by: #{s.superseded_by}")
-    for flag in s.flags:
+    print(f"  requester:  {printable(s['requester'])} ({printable(s['source'])}, {printable(s['origin'])})")
+    print(f"  created:    {s['created_at']}")
+    print(f"  expires:    {s['expires_at']}")
+    if s["decided_by"]:
+        print(f"  decided by: {printable(s['decided_by'])}{': ' + printable(s['reason']) if s['reason'] else ''}")
+    if s["supersedes"]:
+        print(f"  replaces:   #{s['supersedes']}")
+    if s["superseded_by"]:
+        print(f"  replaced by: #{s['superseded_by']}")
+    for flag in s["flags"]:
         print(f"  FLAG:       {printable(flag)}")
-    print(f"  justification (from the analyst; not verified): {printable(s.justification, 2000)}")
-    for a in s.approvals:
-        print(f"  approved by {printable(a.approver)} at {a.approved_at}"
-              f"{': ' + printable(a.comment) if a.comment else ''}")
+    print(f"  justification (from the analyst; not verified): {printable(s['justification'], 2000)}")
+    for a in s["approvals"]:
+        print(f"  approved by {printable(a['approver'])} at {a['approved_at']}"
+              f"{': ' + printable(a['comment']) if a['comment'] else ''}")
     return EXIT_OK
 
 
 def cmd_approve(args: argparse.Namespace, ctx: Context) -> int:
-    """Approve as ctx.identity; says how many more approvers a high-risk suggestion still needs."""
-    s = build_queue(ctx).approve(args.id, ctx.identity, args.comment)
-    if s.state == "approved":
-        print(f"suggestion #{s.id} approved ({len(s.approvals)}/{s.approvals_required}); "
-              f"bound to playbook sha256 {s.playbook_hash[:12]} and parameters sha256 {s.params_sha256[:12]}")
+    """Approve as yourself; says how many more approvers a high-risk suggestion still needs."""
+    s: dict[str, Any] = review(ctx, "suggestions.approve", {"id": args.id, "comment": args.comment},
+                               local=args.local)["suggestion"]
+    if s["state"] == "approved":
+        print(f"suggestion #{s['id']} approved ({len(s['approvals'])}/{s['approvals_required']}); "
+              f"bound to playbook sha256 {printable(s['playbook_hash'][:12])} and parameters sha256 "
+              f"{printable(s['params_sha256'][:12])}")
     else:
-        print(f"approval recorded for suggestion #{s.id} ({len(s.approvals)}/{s.approvals_required}); "
+        print(f"approval recorded for suggestion #{s['id']} ({len(s['approvals'])}/{s['approvals_required']}); "
               f"another person must approve it too")
     return EXIT_OK
 
 
 def cmd_reject(args: argparse.Namespace, ctx: Context) -> int:
-    """Reject with a reason, as ctx.identity."""
+    """Reject with a reason, as yourself."""
     if not args.reason.strip():
         raise InputError("--reason must not be empty")
-    s = build_queue(ctx).reject(args.id, ctx.identity, args.reason)
-    print(f"suggestion #{s.id} rejected")
+    s: dict[str, Any] = review(ctx, "suggestions.reject", {"id": args.id, "reason": args.reason},
+                               local=args.local)["suggestion"]
+    print(f"suggestion #{s['id']} rejected")
     return EXIT_OK
 
 
 def cmd_edit(args: argparse.Namespace, ctx: Context) -> int:
     """Create a new suggestion with changed parameters that supersedes the old one."""
-    queue = build_queue(ctx)
-    old = queue.get(args.id)
+    # The playbook's input types say how to read NAME=VALUE (lists, integers); the catalogue is
+    # read here for that only -- the queue checks the parameters against its own copy.
+    catalogue = _catalogue(ctx)
+    old: dict[str, Any] = review(ctx, "suggestions.show", {"id": args.id}, local=args.local,
+                                 catalogue=catalogue)["suggestion"]
     try:
-        playbook: Playbook | None = queue.guard.catalogue.get(old.playbook_id)
+        playbook: Playbook | None = catalogue.get(old["playbook_id"])
     except UnknownPlaybookError:
         playbook = None
-    new = queue.edit(args.id, ctx.identity, parse_params(args.params, playbook), args.comment)
-    print(f"suggestion #{new.id} replaces #{old.id}: {_params_text(new.parameters)}; "
-          f"it needs {new.approvals_required} approver(s) other than you")
+    params = {"id": args.id, "changes": parse_params(args.params, playbook), "comment": args.comment}
+    new: dict[str, Any] = review(ctx, "suggestions.edit", params, local=args.local,
+                                 catalogue=catalogue)["suggestion"]
+    print(f"suggestion #{new['id']} replaces #{old['id']}: {printable(_params_text(new['parameters']))}; "
+          f"it needs {new['approvals_required']} approver(s) other than you")
     return EXIT_OK

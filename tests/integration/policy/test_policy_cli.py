@@ -1,9 +1,16 @@
-"""`watchstander suggestions ...` through a test-local argparse tree, on a real SQLite file."""
+"""`watchstander suggestions ...` through a test-local argparse tree, on a real SQLite file.
+
+No daemon answers on the configured socket, so every command runs in-process as the test's chosen
+identity (tests/integration/policy/test_suggestions_daemon.py covers the daemon side).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,9 +60,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 @pytest.fixture
-def run(config_file: Any, clock: Any, capsys: pytest.CaptureFixture[str]) -> Any:
+def no_daemon() -> Iterator[Path]:
+    """A [control] socket path (short enough for sun_path) where no daemon listens."""
+    folder = Path(tempfile.mkdtemp(prefix="wsn", dir="/tmp"))
+    yield folder / "control.sock"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def run(config_file: Any, clock: Any, capsys: pytest.CaptureFixture[str], no_daemon: Path) -> Any:
     """Run one command as `who`; returns (exit status, stdout, stderr) like the real main()."""
-    path: Path = config_file(CONFIG)
+    path: Path = config_file(f'{CONFIG}\n[control]\nsocket = "{no_daemon}"\n')
 
     def go(*argv: str, who: str = "uid:1001:alice") -> tuple[int, str, str]:
         args = _parser().parse_args(["--config", str(path), *argv])
