@@ -90,8 +90,11 @@ def _records(ctx: Context, since: str | None, local: bool) -> Iterator[dict[str,
         params: dict[str, Any] = {"after": after, "limit": MAX_PAGE}
         if since is not None:
             params["since"] = since
-        page = via_daemon_or_local(ctx, "audit.records", params,
-                                   lambda _who, a=after: record_page(ctx.store, a, MAX_PAGE, since), local=local)
+
+        def local_page(_who: str, a: int = after) -> dict[str, Any]:
+            return record_page(ctx.store, a, MAX_PAGE, since)
+
+        page = via_daemon_or_local(ctx, "audit.records", params, local_page, local=local)
         yield from page["records"]
         if page["next"] is None:
             return

@@ -57,9 +57,10 @@ def _translated(fn: Handler) -> Handler:
 
 def _date_arg(value: str) -> date:
     try:
-        return parse_iso_date(value)
+        parsed: date = parse_iso_date(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date in YYYY-MM-DD form") from exc
+    return parsed
 
 
 # -- registration ---------------------------------------------------------------------------------

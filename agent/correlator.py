@@ -45,11 +45,11 @@ class Correlator:
     def add(self, f: Finding) -> Incident:
         """Place one finding in its incident (opening one if needed) and return the incident."""
         entity = primary_entity(f)
-        for inc in self.open.get(entity, []):
-            if f.first_seen <= inc.last_seen + self.window and f.last_seen >= inc.first_seen - self.window:
-                self._join(inc, f)
-                return inc
-        inc = None
+        for current in self.open.get(entity, []):
+            if f.first_seen <= current.last_seen + self.window and f.last_seen >= current.first_seen - self.window:
+                self._join(current, f)
+                return current
+        inc: Incident | None = None
         if self.stored is not None:
             hit = self.stored(entity, f.first_seen - self.window)
             if hit is not None and f.first_seen <= hit[2] + self.window and f.last_seen >= hit[1] - self.window:

@@ -88,8 +88,11 @@ class Daemon:
         for hp in src.syslog_udp:
             host, port = _split(hp)
             source = SyslogSource(f"syslog-udp:{hp}", self.clock)
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda s=source: _SyslogDatagrams(self, s), local_addr=(host, port))
+
+            def protocol(s: SyslogSource = source) -> _SyslogDatagrams:
+                return _SyslogDatagrams(self, s)
+
+            transport, _ = await loop.create_datagram_endpoint(protocol, local_addr=(host, port))
             self._servers.append(transport)
             self.bound["udp"].append(transport.get_extra_info("sockname")[:2])
         for hp in src.syslog_tcp:

@@ -99,7 +99,8 @@ def _d(value: str | None) -> date | None:
 
 
 def _snapshot(st: TrackingState) -> dict[str, Any]:
-    return st.model_dump(mode="json")
+    snapshot: dict[str, Any] = st.model_dump(mode="json")
+    return snapshot
 
 
 class GuidanceStore:
@@ -216,7 +217,7 @@ class GuidanceStore:
                 fields["override_reason"] = None
                 changes.append(("due_override", {"from": before.due_override, "to": None,
                                                  "reason": override_reason}))
-            new_evidence = [Evidence(kind=e.kind, ref=e.ref, sha256=e.sha256, size=e.size,  # type: ignore[arg-type]
+            new_evidence = [Evidence(kind=e.kind, ref=e.ref, sha256=e.sha256, size=e.size,
                                      added_at=now, added_by=actor) for e in evidence]
             for ev in new_evidence:
                 changes.append(("evidence", ev.model_dump(mode="json")))

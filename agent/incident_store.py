@@ -103,7 +103,9 @@ class IncidentRepository:
                 fingerprint=inc.fingerprint, entity=inc.entity, title=inc.title, severity=inc.severity,
                 status=inc.status, first_seen=inc.first_seen, last_seen=inc.last_seen,
                 created_at=now, updated_at=now))
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
         conn.execute(incidents.update().where(incidents.c.id == existing.id).values(
             title=inc.title, severity=inc.severity, updated_at=now,
             first_seen=min(existing.first_seen, inc.first_seen),
@@ -120,10 +122,12 @@ class IncidentRepository:
                 counts_json=_dumps(f.counts), attributes_json=_dumps(f.attributes),
                 evidence_json=_dumps(f.evidence))
             key = f.key
-            row = conn.execute(select(findings.c.id, findings.c.count).where(findings.c.key == key)).first()
+            # Labelled: Row.count is also the tuple method, so mypy cannot see the column under that name.
+            row = conn.execute(select(findings.c.id, findings.c.count.label("stored_count"))
+                               .where(findings.c.key == key)).first()
             if row is None:
                 conn.execute(findings.insert().values(key=key, **values))
-            elif f.count >= row.count:
+            elif f.count >= row.stored_count:
                 conn.execute(findings.update().where(findings.c.id == row.id).values(**values))
 
     def load(self, conn: Connection, incident_id: int) -> Incident | None:

@@ -19,7 +19,7 @@ MAX_EVIDENCE = 20
 
 def severity_rank(sev: str) -> int:
     """0 for info up to 4 for critical."""
-    return SEVERITIES.index(sev)  # type: ignore[arg-type]
+    return SEVERITIES.index(sev)
 
 
 def iso(ts: float | None) -> str | None:

@@ -72,8 +72,8 @@ class BruteForceDetector(Detector):
                 return
             st.open(self, f"{service.upper()} password guessing against {ev.dst or '?'} from {ev.src}", "medium",
                     {"attacker": ev.src, "victim": ev.dst or "?", "service": service}, ev, evidence="failed logins")
+        assert st.finding is not None
         f = st.finding
-        assert f is not None
         f.count = attempts
         f.last_seen = ev.time
         f.counts["failed_logins"] = attempts

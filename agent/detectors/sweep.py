@@ -19,7 +19,7 @@ def covering_network(addresses: set[str]) -> str:
     if not nets:
         return "?"
     first = nets[0]
-    bits = first.max_prefixlen
+    bits: int = first.max_prefixlen
     base = int(first)
     for a in nets[1:]:
         if a.version != first.version:

@@ -308,7 +308,7 @@ class ReviewQueue:
             pinned = self.config.defaults.get(s.playbook_id, {})
             params = {k: v for k, v in s.parameters.items() if k not in pinned}
             params.update(changes)
-            action = RecommendedAction(playbook=s.playbook_id, parameters=params,  # type: ignore[arg-type]
+            action = RecommendedAction(playbook=s.playbook_id, parameters=params,
                                        justification=s.justification)
             decision = self.guard.check_action(action, "operator", conn=c, rate_limit=False)
             if not decision.allowed:

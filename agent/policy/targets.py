@@ -44,7 +44,7 @@ class ProtectedNetworks:
     def _hit(self, candidates: Iterable[IPNetwork]) -> str | None:
         for cand in candidates:
             for net, name in self._nets:
-                if net.version == cand.version and net.overlaps(cand):  # type: ignore[arg-type]
+                if net.version == cand.version and net.overlaps(cand):
                     return name
         return None
 

@@ -121,9 +121,9 @@ def parse_answer(text: str, known_refs: Set[str]) -> Answer:
     try:
         parsed = _Answer.model_validate(raw)
     except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}"
-                    for e in exc.errors(include_url=False, include_input=False)]
-        raise MalformedAnswer(problems[:MAX_PROBLEMS]) from None
+        invalid = [f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}"
+                   for e in exc.errors(include_url=False, include_input=False)]
+        raise MalformedAnswer(invalid[:MAX_PROBLEMS]) from None
     problems: list[str] = []
     techniques = tuple(dict.fromkeys(normalise(t) for t in parsed.techniques))
     unknown = [t for t in techniques if not (TECHNIQUE_ID.fullmatch(t) and is_known(t))]

@@ -9,7 +9,7 @@ import ipaddress
 from datetime import datetime
 
 from ..assets import AssetIndex
-from ..models import SEVERITIES, Incident, Provenance, RecommendedAction, TriageVerdict, iso, severity_rank
+from ..models import SEVERITIES, Incident, Provenance, RecommendedAction, Severity, TriageVerdict, iso, severity_rank
 
 VERSION = "baseline-1"
 
@@ -45,7 +45,7 @@ def _is_ipv4(text: str) -> bool:
     return _is_ip(text) and ":" not in text
 
 
-def _bump(severity: str, steps: int) -> str:
+def _bump(severity: Severity, steps: int) -> Severity:
     return SEVERITIES[max(0, min(len(SEVERITIES) - 1, severity_rank(severity) + steps))]
 
 
@@ -109,9 +109,9 @@ class BaselineAnalyst:
             [f"{f.detector}: {f.title} ({f.count} events, {', '.join(f'{k}={v}' for k, v in sorted(f.counts.items()))})"
              for f in findings[:10]] + reasons)
         return TriageVerdict(
-            severity=severity,  # type: ignore[arg-type]
+            severity=severity,
             confidence=confidence,
-            disposition=disposition,  # type: ignore[arg-type]
+            disposition=disposition,
             techniques=tuple(inc.techniques),
             summary=summary[:1000],
             rationale=rationale[:4000],

@@ -244,7 +244,7 @@ class TriageService:
     def _provenance(self, analyst: str, outcome: _Outcome, analyst_version: str,
                     reason: str | None) -> Provenance:
         return Provenance(
-            analyst=analyst,  # type: ignore[arg-type]
+            analyst=analyst,
             analyst_version=analyst_version,
             provider=self._config.provider,
             model=self._config.model_name,
