@@ -111,7 +111,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
     catalogue = _catalogue(args, ctx)
     store = _approvals(ctx)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for playbook in catalogue:
         current = store.current(playbook)
         rows.append({

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from watchstander.connectors import sniff as sniffing
+from watchstander.connectors.errors import UnknownFormatError
 from watchstander.connectors.events import Event
 from watchstander.connectors.ids import eve_event
 from watchstander.connectors.skips import SkipCounter
@@ -156,7 +157,7 @@ class Daemon:
                         self.feed(syslog.events(lines))
             except FileNotFoundError:
                 pass
-            except (OSError, sniffing.UnknownFormatError) as exc:
+            except (OSError, UnknownFormatError) as exc:
                 log.warning("cannot follow %s: %s", path, exc)
             try:
                 await asyncio.wait_for(self._stop.wait(), FOLLOW_INTERVAL_S)

@@ -89,6 +89,7 @@ class ArpSpoofDetector(Detector):
             reason = f"address {ev.src} is also bound to {', '.join(conflicting)}"
         if reason is None and state.finding is None:
             return
+        assert ev.src is not None  # feed() judges only ARP packets that name a sender address
         impersonated = sorted(state.unsolicited) or [ev.src]
         own = sorted(ip for ip, c in live.items() if c.broadcast_request and ip not in state.unsolicited)
         victims = sorted({v for vs in state.unsolicited.values() for v in vs})

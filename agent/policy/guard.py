@@ -240,8 +240,8 @@ class PolicyGuard:
             kind = "missing_parameter" if exc.reason == "missing" else "bad_parameter"
             return f"{kind}:{exc.input}", exc.reason[:200]
         for name, spec in inputs.items():
-            value = values.get(name)
-            items = value if isinstance(value, list) else [value]
+            given = values.get(name)
+            items = given if isinstance(given, list) else [given]
             for item in items:
                 text = str(item)
                 if isinstance(spec, _ADDRESS_INPUTS):
