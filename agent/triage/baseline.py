@@ -9,7 +9,17 @@ import ipaddress
 from datetime import datetime
 
 from ..assets import AssetIndex
-from ..models import SEVERITIES, Incident, Provenance, RecommendedAction, Severity, TriageVerdict, iso, severity_rank
+from ..models import (
+    SEVERITIES,
+    Disposition,
+    Incident,
+    Provenance,
+    RecommendedAction,
+    Severity,
+    TriageVerdict,
+    iso,
+    severity_rank,
+)
 
 VERSION = "baseline-1"
 
@@ -96,6 +106,7 @@ class BaselineAnalyst:
             severity = _bump(severity, -1)
             reasons.append(f"activity is historical (last seen {int(age // 86400)} days ago)")
 
+        disposition: Disposition
         if confidence >= 0.85:
             disposition = "true_positive"
         elif confidence >= 0.7:

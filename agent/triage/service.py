@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from pydantic import SecretStr
@@ -241,7 +241,7 @@ class TriageService:
                  verdict.severity, verdict.disposition, verdict.confidence, outcome.latency_ms)
         return verdict
 
-    def _provenance(self, analyst: str, outcome: _Outcome, analyst_version: str,
+    def _provenance(self, analyst: Literal["baseline", "model"], outcome: _Outcome, analyst_version: str,
                     reason: str | None) -> Provenance:
         return Provenance(
             analyst=analyst,
