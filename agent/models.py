@@ -53,7 +53,8 @@ class Finding:
 
     def add_evidence(self, ref: str | None) -> None:
         """Keep a bounded sample of the events behind this finding."""
-        if ref is not None and len(self.evidence) < MAX_EVIDENCE:
+        # The event that opens a finding reaches here twice (creation, then the first update).
+        if ref is not None and len(self.evidence) < MAX_EVIDENCE and (not self.evidence or self.evidence[-1] != ref):
             self.evidence.append(ref)
 
     def as_dict(self) -> dict[str, Any]:

@@ -219,7 +219,8 @@ class ReviewQueue:
                 self._audit.append(actor, "incident.suspicion", subject, {
                     "reasons": list(reasons), "signal": "model recommended refused action(s); "
                     "the incident's telemetry may carry injected instructions"}, conn=c)
-                log.warning("incident %s: model recommended refused action(s): %s", incident_id, ", ".join(reasons))
+                log.warning("incident %s: model recommended refused action(s): %s", incident_id,
+                            ascii(", ".join(reasons)))  # model text: never raw escapes in the journal
         return ReviewOutcome(list(decisions), created, duplicates, reasons)
 
     def create(self, decision: GuardDecision, incident_id: int | None, *, requester: str,

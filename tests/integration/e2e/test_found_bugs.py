@@ -1,4 +1,4 @@
-"""Bugs found end to end, pinned as strict xfails until the project code is fixed."""
+"""Regression tests for bugs found end to end (fixed)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,6 @@ ATTACKER = "192.0.2.77"
 USERS = ["admin", "root", "oracle", "test", "guest", "ubuntu"] * 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent/policy/review.py ReviewQueue.submit logs the suspicion reasons with log.warning(..., "
-    "', '.join(reasons)); each reason starts with the model's playbook id unescaped, so a model answer "
-    "naming a playbook 'evil\\x1b[2J...' puts raw terminal escapes on stderr/the journal, although the "
-    "replay summary and `suggestions list` print the same text escaped"))
 def test_model_text_reaches_the_log_escaped(make_site, llm_server, kit, tmp_path: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     site = make_site(kit.triage_section(llm_server))
@@ -34,11 +29,6 @@ def test_model_text_reaches_the_log_escaped(make_site, llm_server, kit, tmp_path
     assert not [r.getMessage() for r in caplog.records if "\x1b" in r.getMessage() or "\x07" in r.getMessage()]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent/detectors/base.py: Detector.new_finding adds the opening event's ref (f.add_evidence(ev.ref)) and "
-    "the callers then add it again (WindowTable state update() in base.py, BruteForceDetector._auth's "
-    "f.add_evidence(ev.ref)), so every windowed finding lists its first event twice and keeps 19, not 20, "
-    "distinct samples"))
 def test_finding_evidence_lists_each_event_once(make_site, kit, tmp_path: Path) -> None:
     site = make_site()
     log = kit.auth_log(tmp_path / "auth.log", {ATTACKER: USERS})

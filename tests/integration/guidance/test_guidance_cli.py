@@ -167,10 +167,14 @@ def _seed_agent_tables(db: Path) -> None:
     ctx = Context(config_path=db.parent / "watchstander.toml",
                   clock=fixed_clock(datetime(2026, 7, 1, 10, 30, tzinfo=timezone.utc)))
     try:
-        ctx.audit.append("uid:1:op", "suggestion.approved", "s1", {"incident_id": 1})
+        # The review queue's records: creation names the incident, transitions are decisions.
+        ctx.audit.append("watchstander:triage", "suggestion.create", "suggestion:1", {"incident": 1})
+        ctx.audit.append("watchstander:triage", "suggestion.create", "suggestion:2", {"incident": 2})
+        ctx.audit.append("watchstander:triage", "suggestion.create", "suggestion:3", {"incident": 3})
+        ctx.audit.append("uid:1:op", "suggestion.approve", "suggestion:1", {"count": 1, "required": 1})
+        ctx.audit.append("uid:1:op", "suggestion.transition", "suggestion:1", {"from": "pending", "to": "approved"})
         ctx2 = AuditLog(ctx.store, fixed_clock(datetime(2026, 7, 2, 11, 0, tzinfo=timezone.utc)))
-        ctx2.append("uid:1:op", "suggestion.rejected", "s2", {"incident_id": 2})
-        ctx2.append("uid:1:op", "suggestion.created", "s3", {"incident_id": 3})
+        ctx2.append("uid:1:op", "suggestion.transition", "suggestion:2", {"from": "pending", "to": "rejected"})
         ctx2.append("runner", "playbook.run.started", "run-1", {})
         ctx2.append("runner", "playbook.run.finished", "run-1", {})
         ctx2.append("runner", "playbook.run.started", "run-2", {})
