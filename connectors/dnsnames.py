@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import SourceError
+from .errors import open_source
 from .events import DNS, Event
 from .skips import SkipCounter
 
@@ -31,10 +31,7 @@ def read_dns_names(path: str | Path, source: str | None = None, skips: SkipCount
     path = Path(path)
     name = source or f"dnsnames:{path.name}"
     skips = skips or SkipCounter(log, name)
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+    fh = open_source(path)
     with fh:
         first = True
         for n, raw in enumerate(fh, 1):

@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import BinaryIO
+
 
 class ConnectorError(Exception):
     """Base of every error a connector raises."""
@@ -23,3 +26,11 @@ class UnknownFormatError(SourceError):
 
 class ParseError(ConnectorError):
     """A single record could not be parsed."""
+
+
+def open_source(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a telemetry file for reading; an OSError becomes a SourceError naming the file."""
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise SourceError(f"cannot open {path}: {exc.strerror or exc}") from exc

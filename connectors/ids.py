@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import SourceError
+from .errors import SourceError, open_source
 from .events import DETECTION, DNS, NETWORK, Event, excerpt
 from .skips import SkipCounter
 
@@ -100,10 +100,7 @@ def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | N
     path = Path(path)
     name = source or f"eve:{path.name}"
     skips = skips or SkipCounter(log, name)
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+    fh = open_source(path)
     with fh:
         head = fh.read(4096).lstrip()
         fh.seek(0)

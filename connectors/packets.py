@@ -18,7 +18,7 @@ from scapy.error import Scapy_Exception
 from scapy.layers.dns import DNS
 from scapy.utils import RawPcapNgReader, RawPcapReader
 
-from .errors import SourceError
+from .errors import SourceError, open_source
 from .events import ARP, AUTH, DNS as DNS_KIND, NETWORK, Event
 from .skips import SkipCounter
 
@@ -256,10 +256,7 @@ def read_packets(path: str | Path, source: str | None = None,
     name = source or f"pcap:{path.name}"
     skips = skips or SkipCounter(log, name)
     decoder = PacketDecoder(name, skips)
-    try:
-        fh: BinaryIO = open(path, "rb")
-    except OSError as exc:
-        raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+    fh = open_source(path)
     with fh:
         magic = fh.read(4)
         fh.seek(0)

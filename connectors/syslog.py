@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import SourceError
+from .errors import open_source
 from .events import LOG, RAW_EXCERPT_MAX, Event, excerpt
 from .skips import SkipCounter
 from .syslog_messages import _APP_PREFIXES, normalize
@@ -320,9 +320,6 @@ def read_syslog(path: str | Path, now: Callable[[], datetime], source: str | Non
     """Yield Events from a syslog file in constant memory."""
     path = Path(path)
     src = SyslogSource(source or f"syslog:{path.name}", now, skips)
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+    fh = open_source(path)
     with fh:
         yield from src.text_events(file_lines(fh, src.skips))
