@@ -32,11 +32,7 @@ DEMO_TRUTH = (
     ("ids", "203.0.113.9", "10.20.0.25"),
 )
 
-DEMO_CONFIG = """\
-# Embedded demo configuration: the demo's own store and the demo site's assets.
-[store]
-url = "sqlite:///{db}"
-
+DEMO_ASSETS = """
 [[assets]]
 cidr = "10.20.0.0/24"
 name = "dmz"
@@ -53,7 +49,13 @@ cidr = "10.20.0.1/32"
 name = "gateway"
 criticality = "critical"
 protected = true
+"""
 
+DEMO_CONFIG = """\
+# Embedded demo configuration: the demo's own store and the demo site's assets.
+[store]
+url = "sqlite:///{db}"
+"""+DEMO_ASSETS+"""
 # The devices the analyst cannot know: which firewall blocks, which sensor port captures.
 [policy.defaults.block-address-nftables]
 firewall = "fw-dmz"

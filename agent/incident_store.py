@@ -84,14 +84,14 @@ class IncidentRepository:
         self.store = store
         self.clock = clock
 
-    def find_open(self, conn: Connection, entity: str, since: float) -> tuple[int, str, float] | None:
-        """The newest incident about `entity` active at or after `since`: (id, fingerprint, first_seen)."""
+    def find_open(self, conn: Connection, entity: str, since: float) -> tuple[str, float, float] | None:
+        """The newest incident about `entity` active at or after `since`: (fingerprint, first, last seen)."""
         row = conn.execute(
-            select(incidents.c.id, incidents.c.fingerprint, incidents.c.first_seen)
+            select(incidents.c.fingerprint, incidents.c.first_seen, incidents.c.last_seen)
             .where(incidents.c.entity == entity, incidents.c.last_seen >= since)
             .order_by(incidents.c.last_seen.desc()).limit(1)
         ).first()
-        return (row.id, row.fingerprint, row.first_seen) if row else None
+        return (row.fingerprint, row.first_seen, row.last_seen) if row else None
 
     def upsert_incident(self, conn: Connection, inc: Incident) -> int:
         """Insert or update the incident row by fingerprint; returns its id."""

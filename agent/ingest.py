@@ -139,14 +139,8 @@ def _persist(findings: Sequence[Any], config: AgentConfig, store: Store, clock: 
     analyst = BaselineAnalyst(svc.assets, clock())
     touched: list[int] = []
     with store.begin() as conn:
-        def stored(entity: str, since: float) -> tuple[str, float, float] | None:
-            hit = repo.find_open(conn, entity, since)
-            if hit is None:
-                return None
-            inc = repo.load(conn, hit[0])
-            return (inc.fingerprint, inc.first_seen, inc.last_seen) if inc else None
-
-        correlator = Correlator(config.correlation.window_s, stored)
+        correlator = Correlator(config.correlation.window_s,
+                                lambda entity, since: repo.find_open(conn, entity, since))
         for inc in correlator.add_all(findings):
             inc_id = repo.upsert_incident(conn, inc)
             repo.upsert_findings(conn, inc_id, inc.findings.values())

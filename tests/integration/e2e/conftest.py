@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from watchstander.agent.cli import main
+from watchstander.agent.demo_data import DEMO_ASSETS
 from watchstander.playbooks import load_library
 
 _TRIAGE_CONFTEST = Path(__file__).resolve().parents[1] / "triage" / "conftest.py"
@@ -47,24 +48,7 @@ ScriptedServer = scripted.ScriptedServer
 _sockets = itertools.count()
 
 # The site: 10.20.0.0/16, with its resolver and gateway protected as in the demo configuration.
-ASSETS = """
-[[assets]]
-cidr = "10.20.0.0/24"
-name = "dmz"
-criticality = "high"
-
-[[assets]]
-cidr = "10.20.0.53/32"
-name = "resolver"
-criticality = "critical"
-protected = true
-
-[[assets]]
-cidr = "10.20.0.1/32"
-name = "gateway"
-criticality = "critical"
-protected = true
-"""
+ASSETS = DEMO_ASSETS
 # The device the analyst cannot know is pinned, as DEMO_CONFIG does, so a block needs only an
 # address from the model. The capture interface is deliberately NOT pinned: a pinned input refuses
 # any other value as bad_parameter:interface whatever it contains, and the interface cases must be

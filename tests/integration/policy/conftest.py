@@ -23,6 +23,19 @@ from watchstander.agent.store import Store, open_store
 from watchstander.playbooks import library_dir, load_library
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+
+_CLI_POLICY_TOML = """
+[[assets]]
+cidr = "10.0.0.0/24"
+name = "core"
+protected = true
+
+[policy.defaults.block-address-nftables]
+firewall = "fw1"
+
+[policy.defaults.switch-port-shutdown]
+switch = "sw1"
+"""
 ASSETS = (
     Asset(cidr="10.0.0.0/24", name="core-servers", criticality="critical", protected=True),
     Asset(cidr="192.168.50.10/32", name="dc1", criticality="critical", protected=True),
@@ -185,3 +198,9 @@ def mk() -> Any:
 
     return SimpleNamespace(action=action, verdict=verdict, incident=incident, ALICE=ALICE, BOB=BOB,
                            CAROL=CAROL, NOW=NOW)
+
+
+@pytest.fixture
+def cli_policy_toml() -> str:
+    """The site the CLI tests configure: one protected network and the pinned devices."""
+    return _CLI_POLICY_TOML

@@ -27,18 +27,6 @@ from watchstander.playbooks import load_library
 
 pytestmark = pytest.mark.integration
 
-CONFIG = """
-[[assets]]
-cidr = "10.0.0.0/24"
-name = "core"
-protected = true
-
-[policy.defaults.block-address-nftables]
-firewall = "fw1"
-
-[policy.defaults.switch-port-shutdown]
-switch = "sw1"
-"""
 
 
 @dataclass
@@ -68,9 +56,10 @@ def no_daemon() -> Iterator[Path]:
 
 
 @pytest.fixture
-def run(config_file: Any, clock: Any, capsys: pytest.CaptureFixture[str], no_daemon: Path) -> Any:
+def run(config_file: Any, clock: Any, capsys: pytest.CaptureFixture[str], no_daemon: Path,
+        cli_policy_toml: str) -> Any:
     """Run one command as `who`; returns (exit status, stdout, stderr) like the real main()."""
-    path: Path = config_file(f'{CONFIG}\n[control]\nsocket = "{no_daemon}"\n')
+    path: Path = config_file(f'{cli_policy_toml}\n[control]\nsocket = "{no_daemon}"\n')
 
     def go(*argv: str, who: str = "uid:1001:alice") -> tuple[int, str, str]:
         args = _parser().parse_args(["--config", str(path), *argv])

@@ -42,18 +42,6 @@ from watchstander.playbooks import load_library
 
 pytestmark = pytest.mark.integration
 
-POLICY = """
-[[assets]]
-cidr = "10.0.0.0/24"
-name = "core"
-protected = true
-
-[policy.defaults.block-address-nftables]
-firewall = "fw1"
-
-[policy.defaults.switch-port-shutdown]
-switch = "sw1"
-"""
 OLGA = Identity(1001, "olga", frozenset({"wsoper"}), frozenset({"operator", "viewer"}))
 ABE = Identity(1002, "abe", frozenset({"wsappr"}), frozenset({"approver", "viewer"}))
 NOBODY = Identity(1003, "nobody", frozenset({"users"}), frozenset())
@@ -90,14 +78,14 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
+def site(tmp_path: Path, cli_policy_toml: str) -> Iterator[Site]:
     """A site config whose [control] socket lives in a short directory under /tmp (sun_path limit)."""
     short = Path(tempfile.mkdtemp(prefix="wss", dir="/tmp"))
     sock = short / "run" / "control.sock"
     db = tmp_path / "w.db"
     group = grp.getgrgid(os.getgid()).gr_name
     config = tmp_path / "watchstander.toml"
-    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n{POLICY}\n'
+    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n{cli_policy_toml}\n'
                       f'[control]\nsocket = "{sock}"\nsocket_group = "{group}"\n', encoding="utf-8")
     yield Site(config, db, sock)
     shutil.rmtree(short, ignore_errors=True)
