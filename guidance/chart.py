@@ -89,6 +89,20 @@ def _month_starts(first: date, last: date) -> list[date]:
     return out
 
 
+def _text_width(text: str, size: float) -> float:
+    """A generous estimate of a text's width: Helvetica (bold) averages about 0.5 em a character."""
+    return len(text) * size * 0.6
+
+
+def _edge_label(x: float, y: float, text: str, width: float, size: float, bold: bool = False,
+                margin: float = 2.0) -> Label:
+    """A label centred on x, anchored at its end (or start) instead when centring would cut it at the right
+    (or left) edge of a drawing `width` wide."""
+    half = _text_width(text, size) / 2
+    anchor = "end" if x + half > width - margin else "start" if x - half < margin else "middle"
+    return Label(x, y, text, size=size, anchor=anchor, bold=bold)
+
+
 def timeline(report: Report, width: float = 760.0, row_h: float = 15.0, label_w: float = 200.0) -> Chart:
     """One row per dated obligation: a bar from the order's date to the due date, a dot coloured by standing."""
     signed = {o.id: o.signed for o in report.orders}
@@ -131,7 +145,7 @@ def timeline(report: Report, width: float = 760.0, row_h: float = 15.0, label_w:
             s.append(Label(x_of(r.due) + 7, y + 3, r.due.strftime("%d %b"), size=6.5, colour="#424242"))
     xr = x_of(report.as_of)
     s.append(Line(xr, top - 2, xr, plot_bottom + 2, colour="#212121", width=1.2, dash=(3, 2)))
-    s.append(Label(xr, top - 16, f"Report date {report.as_of.isoformat()}", size=7.5, anchor="middle", bold=True))
+    s.append(_edge_label(xr, top - 16, f"Report date {report.as_of.isoformat()}", width, size=7.5, bold=True))
     if not dated:
         s.append(Label(label_w + plot_w / 2, top + row_h / 2 + 3, "No dated obligations", size=8,
                        colour="#757575", anchor="middle"))
