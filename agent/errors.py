@@ -1,25 +1,55 @@
-"""Agent exceptions and the process exit statuses they map to.
+"""Agent exceptions, and the one table of process exit statuses for every command.
 
     WatchstanderError
     ├── ConfigError        the configuration is invalid (exit 2)
     ├── StoreError         the store could not be opened or migrated (exit 3)
-    └── InputError         a file given on the command line cannot be used (exit 4)
+    ├── InputError         a file given on the command line cannot be used (exit 4)
+    ├── NotFoundError      a requested record does not exist (exit 5)
+    ├── ReviewError        the review queue's typed refusals (policy/errors.py, exits 5-11)
+    └── ControlError       the control socket could not be used (control/errors.py, exits 1, 4, 69, 77)
+
+Each status means one thing across the whole command line; a room's errors take their status
+from this table and never invent a number of their own.
 """
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
-EXIT_STORE = 3
-EXIT_INPUT = 4
-EXIT_NOT_FOUND = 5
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    """Every exit status the `watchstander` command uses, and what it means."""
+
+    OK = 0                    # success
+    FAILURE = 1               # unexpected failure
+    CONFIG = 2                # invalid configuration (every bad key is named)
+    STORE = 3                 # the store could not be opened or migrated
+    INPUT = 4                 # an input (file, parameter, request) cannot be used
+    NOT_FOUND = 5             # the requested record does not exist
+    ILLEGAL_TRANSITION = 6    # the suggestion's state does not allow that (decided, superseded)
+    EXPIRED = 7               # the suggestion expired before it was decided
+    APPROVAL_REFUSED = 8      # this person may not approve it (requester, already counted)
+    BINDING_BROKEN = 9        # what was approved is no longer what would run
+    PARAMETERS_REFUSED = 10   # the guard refused an edit's parameters
+    CONCURRENT_UPDATE = 11    # another decision won a race; try again
+    AUDIT_BROKEN = 12         # the audit chain does not verify
+    UNAVAILABLE = 69          # the daemon is not reachable (sysexits.h EX_UNAVAILABLE)
+    NOPERM = 77               # the caller's role does not allow the request (sysexits.h EX_NOPERM)
+    INTERRUPTED = 130         # interrupted (SIGINT)
+
+
+EXIT_OK = Exit.OK
+EXIT_FAILURE = Exit.FAILURE
+EXIT_CONFIG = Exit.CONFIG
+EXIT_STORE = Exit.STORE
+EXIT_INPUT = Exit.INPUT
+EXIT_NOT_FOUND = Exit.NOT_FOUND
 
 
 class WatchstanderError(Exception):
     """Base of the agent's own errors; carries the exit status a CLI should use."""
 
-    exit_status = EXIT_FAILURE
+    exit_status: int = EXIT_FAILURE
 
 
 class ConfigError(WatchstanderError):

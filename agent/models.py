@@ -29,6 +29,14 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
+@dataclass(frozen=True, slots=True)
+class DetectorProfile:
+    """What a detector declares for triage: the weight of its finding alone, and the playbook it suggests."""
+
+    confidence: float
+    playbook: str | None
+
+
 @dataclass(slots=True)
 class Finding:
     """What a detector concluded from a window of events; updated in place while activity goes on."""

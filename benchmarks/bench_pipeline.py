@@ -90,9 +90,9 @@ def _work_parse(kind: str, path: Path) -> tuple[int, dict[str, Any]]:
 
 
 def _work_e2e(kind: str, path: Path) -> tuple[int, dict[str, Any]]:
-    from watchstander.agent.config import AgentConfig
-    from watchstander.agent.correlator import Correlator
-    from watchstander.agent.pipeline import Pipeline
+    from watchstander.agent.config.model import AgentConfig
+    from watchstander.agent.detection.correlator import Correlator
+    from watchstander.agent.detection.pipeline import Pipeline
 
     config = AgentConfig()
     pipeline = Pipeline(config.detectors)
@@ -103,14 +103,15 @@ def _work_e2e(kind: str, path: Path) -> tuple[int, dict[str, Any]]:
 
 
 def _work_replay(kind: str, path: Path, store_dir: Path) -> tuple[int, dict[str, Any]]:
-    from watchstander.agent.config import AgentConfig
-    from watchstander.agent.ingest import replay
-    from watchstander.agent.store import open_store
+    from watchstander.agent.app.replay import replay
+    from watchstander.agent.app.wiring import App
+    from watchstander.agent.config.model import AgentConfig
+    from watchstander.agent.store.schema import open_store
 
     store = open_store(f"sqlite:///{store_dir / 'bench.db'}")
     try:
         t0 = time.perf_counter()
-        report = replay([path], AgentConfig(), store, _clock, "benchmark")
+        report = replay(App(AgentConfig(), store, _clock), [path], "benchmark")
         seconds = time.perf_counter() - t0
     finally:
         store.close()
@@ -123,11 +124,11 @@ def _preload(stage: str) -> None:
     import watchstander.connectors.syslog  # noqa: F401
 
     if stage != "idle":
-        import watchstander.agent.correlator  # noqa: F401
-        import watchstander.agent.pipeline  # noqa: F401
+        import watchstander.agent.detection.correlator  # noqa: F401
+        import watchstander.agent.detection.pipeline  # noqa: F401
     if stage.endswith(".replay"):
-        import watchstander.agent.ingest  # noqa: F401
-        import watchstander.agent.store  # noqa: F401
+        import watchstander.agent.app.replay  # noqa: F401
+        import watchstander.agent.store.engine  # noqa: F401
 
 
 def run_worker(stage: str, path: Path) -> int:
@@ -334,7 +335,7 @@ def cached_input(data_dir: Path, kind: str, size: int, log: Callable[[str], None
     A file is reused when its sidecar records the same requested size, the same generator source
     and the file's current byte size.
     """
-    from watchstander.agent.demo_data import write_bench_pcap, write_bench_syslog
+    from watchstander.agent.demo.data import write_bench_pcap, write_bench_syslog
 
     suffix = "pcap" if kind == "pcap" else "log"
     path = data_dir / f"bench-{kind}-{size}.{suffix}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,20 @@ def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | N
                 if ev is not None:
                     yield ev
             return
-        for n, raw in enumerate(fh, 1):
+        yield from EveLines(name, skips).events(fh)
+
+
+class EveLines:
+    """Turns EVE JSON lines into Events, for files read whole and files followed as they grow."""
+
+    def __init__(self, source: str, skips: SkipCounter | None = None) -> None:
+        self.source = source
+        self.skips = skips or SkipCounter(log, source)
+
+    def events(self, lines: Iterable[bytes], first_line: int = 1) -> Iterator[Event]:
+        """Yield Events for raw lines; blank lines are passed over, bad records counted, not raised."""
+        name, skips = self.source, self.skips
+        for n, raw in enumerate(lines, first_line):
             if not raw.strip():
                 continue
             if len(raw) > MAX_RECORD:

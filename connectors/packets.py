@@ -19,7 +19,8 @@ from scapy.layers.dns import DNS
 from scapy.utils import RawPcapNgReader, RawPcapReader
 
 from .errors import SourceError, open_source
-from .events import ARP, AUTH, DNS as DNS_KIND, NETWORK, Event
+from .events import ARP, AUTH, NETWORK, Event
+from .events import DNS as DNS_KIND
 from .skips import SkipCounter
 
 log = logging.getLogger(__name__)

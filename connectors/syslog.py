@@ -11,7 +11,6 @@ import calendar
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +19,7 @@ from .errors import open_source
 from .events import LOG, RAW_EXCERPT_MAX, Event, excerpt
 from .skips import SkipCounter
 from .syslog_messages import _APP_PREFIXES, normalize
+from .syslog_record import SyslogRecord
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +56,6 @@ _FAST = re.compile(
     re.S | re.A,
 )
 CHECK_DAY_EVERY = 65536
-
-
-@dataclass(slots=True)
-class SyslogRecord:
-    """One parsed syslog line before message normalisation."""
-
-    time: float
-    host: str | None
-    app: str | None
-    pid: str | None
-    msg: str
-    facility: int | None = None
-    severity: int | None = None
 
 
 class SyslogParser:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from .events import AUTH, DNS, RAW_EXCERPT_MAX, Event, excerpt
-
-if TYPE_CHECKING:
-    from .syslog import SyslogRecord
+from .syslog_record import SyslogRecord
 
 # DNS record type names to numbers (RFC 1035 and successors), for dnsmasq query logs.
 QTYPES = {

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from .rules import DeadlineRule, NoDeadline, coerce_rule, IDENT
+from .rules import IDENT, DeadlineRule, NoDeadline, coerce_rule
 
 OrderType = Literal["executive-order", "nspm", "directive", "agency-guidance"]
 ORDER_TYPE_NAMES: dict[str, str] = {

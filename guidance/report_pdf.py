@@ -7,15 +7,16 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from reportlab.graphics.shapes import Circle, Drawing, Rect as RlRect, String
+from reportlab.graphics.shapes import Circle, Drawing, String
 from reportlab.graphics.shapes import Line as RlLine
+from reportlab.graphics.shapes import Rect as RlRect
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_LEFT
 from reportlab.lib.pagesizes import landscape, letter
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import inch
-from reportlab.platypus.doctemplate import LayoutError
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus.doctemplate import LayoutError
 
 from .chart import STANDING_COLOURS, Chart, Dot, Label, Line, Rect, timeline
 from .errors import ReportError

@@ -15,9 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .catalogue import all_obligations
 from .config import GuidanceConfig
-from .dates import add_period, non_working_reason, subtract_period
+from .dates import add_period, non_working_reason
 from .model import Catalogue, Obligation
-from .rules import AfterAnchor, DateStart, EventStart, NoDeadline, ObligationStart, OnDate, OrderStart, Recurring, format_rule
+from .rules import (
+    AfterAnchor,
+    DateStart,
+    EventStart,
+    NoDeadline,
+    ObligationStart,
+    OnDate,
+    OrderStart,
+    Recurring,
+    format_rule,
+)
 
 Status = Literal["not_started", "in_progress", "submitted", "complete", "waived", "not_applicable"]
 STATUSES: tuple[Status, ...] = ("not_started", "in_progress", "submitted", "complete", "waived", "not_applicable")

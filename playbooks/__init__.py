@@ -1,4 +1,7 @@
-"""Playbooks: the schema, the action registry, the runner and the shipped library of approved playbooks."""
+"""Playbooks: the schema, the action registry, rendering of typed inputs, and the shipped library of approved playbooks.
+
+The runner that executes approved runs is not built yet; approved suggestions stop at `approved`.
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import Incident, iso
+from ..models import Incident, iso
 
 
 def incident_json(inc: Incident, with_findings: bool = True) -> dict[str, Any]:

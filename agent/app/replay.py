@@ -10,20 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from watchstander.connectors.errors import SourceError
+from watchstander.connectors.formats import open_file
 from watchstander.connectors.skips import SkipCounter
 
-from .audit import AuditLog
-from .clock import Clock
-from .config import AgentConfig
-from .correlator import Correlator, refresh_summary
-from .errors import InputError
-from .incident_store import IncidentRepository
-from .models import Incident
-from .pipeline import Pipeline, open_events
-from .store import Store
-from .services import Services
-from .triage.baseline import BaselineAnalyst
-from .triage.site import asset_context
+from ..detection.pipeline import Pipeline
+from ..errors import InputError
+from ..models import Incident
+from ..store.incidents import IncidentStore
+from .decide import decide
+from .wiring import App
 
 log = logging.getLogger(__name__)
 
@@ -78,32 +73,21 @@ class ReplayReport:
 FileProgress = Callable[[int, int, str, int], None]  # (file index, file count, name, events so far)
 
 
-def replay(files: Sequence[Path], config: AgentConfig, store: Store, clock: Clock, actor: str,
-           progress: FileProgress | None = None, services: Services | None = None) -> ReplayReport:
+def replay(app: App, files: Sequence[Path], actor: str, progress: FileProgress | None = None) -> ReplayReport:
     """Run files through detection, correlation and triage; store incidents and queue suggestions."""
     for p in files:
         if not p.is_file():
             raise InputError(f"{p}: no such file")
-    own = services is None
-    svc = services or Services.build(config, store, clock)  # a bad triage config stops us before reading
-    try:
-        return _replay(files, config, store, clock, actor, progress, svc)
-    finally:
-        if own:
-            svc.close()
-
-
-def _replay(files: Sequence[Path], config: AgentConfig, store: Store, clock: Clock, actor: str,
-            progress: FileProgress | None, svc: Services) -> ReplayReport:
-    started = clock()
+    app.triage  # noqa: B018  (a bad triage config or key stops us before reading anything)
+    started = app.clock()
     t0 = time.perf_counter()
-    pipeline = Pipeline(config.detectors)
+    pipeline = Pipeline(app.config.detectors)
     report = ReplayReport()
     for i, path in enumerate(files, 1):
         skips = SkipCounter(log, str(path))
         f0 = time.perf_counter()
         try:
-            fmt, events = open_events(path, clock, skips)
+            fmt, events = open_file(path, app.clock, skips)
             cb = (lambda n, i=i, name=path.name: progress(i, len(files), name, n)) if progress else None
             n = pipeline.feed_all(events, cb)
         except SourceError as exc:
@@ -112,58 +96,8 @@ def _replay(files: Sequence[Path], config: AgentConfig, store: Store, clock: Clo
         report.events += n
     report.findings = len(pipeline.findings)
     report.detector_failures = dict(pipeline.failures)
-    report.incidents = persist(pipeline.findings, config, store, clock, actor, svc)
+    report.incidents = decide(app, pipeline.findings, actor)
     report.seconds = time.perf_counter() - t0
-    repo = IncidentRepository(store, clock)
-    with store.begin() as conn:
-        repo.record_run(conn, started.isoformat(), actor, report.as_dict())
+    with app.store.begin() as conn:
+        IncidentStore(app.store, app.clock).record_run(conn, started.isoformat(), actor, report.as_dict())
     return report
-
-
-def persist(findings: Sequence[Any], config: AgentConfig, store: Store, clock: Clock, actor: str,
-            services: Services | None = None) -> list[Incident]:
-    """Correlate findings into incidents, triage each touched one, guard its actions and queue suggestions."""
-    own = services is None
-    svc = services or Services.build(config, store, clock)
-    try:
-        return _persist(findings, config, store, clock, actor, svc)
-    finally:
-        if own:
-            svc.close()
-
-
-def _persist(findings: Sequence[Any], config: AgentConfig, store: Store, clock: Clock, actor: str,
-             svc: Services) -> list[Incident]:
-    repo = IncidentRepository(store, clock)
-    audit = AuditLog(store, clock)
-    analyst = BaselineAnalyst(svc.assets, clock())
-    touched: list[int] = []
-    with store.begin() as conn:
-        correlator = Correlator(config.correlation.window_s,
-                                lambda entity, since: repo.find_open(conn, entity, since))
-        for inc in correlator.add_all(findings):
-            inc_id = repo.upsert_incident(conn, inc)
-            repo.upsert_findings(conn, inc_id, inc.findings.values())
-            touched.append(inc_id)
-    out: list[Incident] = []
-    for inc_id in touched:
-        full = repo.get(inc_id)
-        assert full is not None
-        refresh_summary(full)
-        # The model is asked with no transaction open: a slow answer must not hold the store.
-        verdict = svc.triage.triage(full, analyst.triage(full), asset_context(full, svc.assets))
-        full.verdict = verdict
-        with store.begin() as conn:
-            repo.set_verdict(conn, full)
-            audit.append(actor, "triage.verdict", f"incident:{inc_id}", {
-                "fingerprint": full.fingerprint,
-                "severity": verdict.severity,
-                "disposition": verdict.disposition,
-                "confidence": verdict.confidence,
-                "techniques": list(verdict.techniques),
-                "provenance": verdict.provenance.model_dump(mode="json"),
-            }, conn=conn)
-            outcome = svc.review.review(full, verdict, actor=actor, conn=conn)
-        full.outcome = outcome
-        out.append(full)
-    return out

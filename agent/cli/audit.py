@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from ..control.audit_methods import MAX_PAGE, normalise_since, record_page, verify_result
+from ..control.client import via_daemon_or_local
+from ..errors import EXIT_OK, Exit, InputError
 from .context import Context
-from .control.audit_methods import MAX_PAGE, normalise_since, record_page, verify_result
-from .control.client import via_daemon_or_local
-from .errors import EXIT_OK, InputError
 
-EXIT_AUDIT_BROKEN = 6  # the chain does not verify
+EXIT_AUDIT_BROKEN = Exit.AUDIT_BROKEN
 
 CEF_VENDOR = "Watchstander"
 CEF_PRODUCT = "Watchstander"

@@ -1,4 +1,4 @@
-"""What every command needs, built once from the command line: config, store, clock, identity."""
+"""What every command needs, built once from the command line: config, store, clock, identity, the app."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .audit import AuditLog
-from .clock import Clock, system_clock
-from .config import AgentConfig, load_config
-from .store import Store, open_store
+from ..app.wiring import App
+from ..clock import Clock, system_clock
+from ..config.load import load_config
+from ..config.model import AgentConfig
+from ..store.audit import AuditLog
+from ..store.engine import Store
+from ..store.schema import open_store
 
 
 @dataclass
@@ -36,9 +39,14 @@ class Context:
         return self._store
 
     @cached_property
+    def app(self) -> App:
+        """The agent's services over this store, built once (the composition root)."""
+        return App(self.config, self.store, self.clock)
+
+    @property
     def audit(self) -> AuditLog:
         """The audit log in this store."""
-        return AuditLog(self.store, self.clock)
+        return self.app.audit
 
     @property
     def identity(self) -> str:
@@ -49,7 +57,10 @@ class Context:
             return f"uid:{os.geteuid()}"
 
     def close(self) -> None:
-        """Close the store if it was opened."""
+        """Close the services and the store if they were opened."""
+        app = self.__dict__.pop("app", None)
+        if app is not None:
+            app.close()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from ..context import Context
+from ..control.client import ControlClient, via_daemon_or_local
 from ..errors import EXIT_OK
-from .client import ControlClient, via_daemon_or_local
+from .context import Context
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:

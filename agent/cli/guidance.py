@@ -9,38 +9,45 @@ import argparse
 import functools
 import json
 import logging
-import os
-import statistics
 import sys
-import tempfile
 import time as time_mod
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect, text
-from sqlalchemy.exc import SQLAlchemyError
-
-from watchstander.guidance.catalogue import check_catalogue_set, load_catalogue_file, load_catalogues
+from watchstander.guidance import extractor
+from watchstander.guidance.catalogue import check_catalogue_set, load_catalogue_file
 from watchstander.guidance.dates import parse_iso_date
-from watchstander.guidance.errors import CatalogueError, GuidanceError, NotifyError, RuleSyntaxError
+from watchstander.guidance.errors import CatalogueError, GuidanceError, RuleSyntaxError
 from watchstander.guidance.evidence import resolve_evidence
 from watchstander.guidance.model import Catalogue, Obligation
-from watchstander.guidance.reminders import (Reminder, RunResult, deliver, due_reminders, install_reminder_job,
-                                             notifiers_for)
-from watchstander.guidance.report import OperationalEvidence, Report, build_report, report_json
+from watchstander.guidance.reminders import (
+    install_reminder_job,
+)
+from watchstander.guidance.report import row_of
 from watchstander.guidance.rules import IDENT, parse_rule
-from watchstander.guidance.tracker import STANDING_LABELS, STATUSES, TrackedObligation, summarize, track
+from watchstander.guidance.tracker import STANDING_LABELS, STATUSES, TrackedObligation, summarize
 
+from ..app.compliance import (
+    EXPORT_FORMATS,
+    find_obligation,
+    guidance_store,
+    load_all,
+    make_report,
+    run_reminders,
+    site_catalogue,
+    tracked,
+    write_export,
+)
+from ..errors import EXIT_FAILURE, EXIT_OK, ConfigError, InputError, NotFoundError, WatchstanderError
+from ..store.guidance import SITE_CATALOGUE
 from .context import Context
-from .errors import EXIT_FAILURE, EXIT_OK, ConfigError, InputError, NotFoundError, WatchstanderError
-from .guidance_store import SITE_CATALOGUE, GuidanceStore
+from .output import dump_json
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[argparse.Namespace, Context], int]
-EXPORT_FORMATS = ("csv", "json", "html", "pdf", "oscal-poam")
 
 
 def _translated(fn: Handler) -> Handler:
@@ -154,258 +161,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     xt.set_defaults(handler=cmd_extract)
 
 
-# -- loading --------------------------------------------------------------------------------------
-
-def guidance_store(ctx: Context) -> GuidanceStore:
-    """The guidance tables of the context's store."""
-    return GuidanceStore(ctx.store, ctx.audit, ctx.clock)
-
-
-def site_catalogue(organization: str, obligations: Sequence[Obligation] = ()) -> Catalogue:
-    """The catalogue that holds a site's own items not attached to an order."""
-    return Catalogue(id=SITE_CATALOGUE, number="Site", title=f"{organization} implementing guidance",
-                     type="agency-guidance", signed=None, citation="Added with `watchstander guidance add`",
-                     obligations=tuple(obligations))
-
-
-def load_all(ctx: Context, gstore: GuidanceStore | None = None) -> list[Catalogue]:
-    """Shipped and site catalogues, with the obligations added through `guidance add` merged in."""
-    cfg = ctx.config.guidance
-    catalogues = load_catalogues(cfg.catalogue_dirs)
-    gstore = gstore or guidance_store(ctx)
-    extra: dict[str, list[Obligation]] = {}
-    for cat_id, ob in gstore.site_obligations():
-        extra.setdefault(cat_id, []).append(ob)
-    merged = []
-    for cat in catalogues:
-        if cat.id in extra:
-            cat = cat.model_copy(update={"obligations": cat.obligations + tuple(extra.pop(cat.id))})
-        merged.append(cat)
-    site = extra.pop(SITE_CATALOGUE, [])
-    for cat_id, obs in extra.items():
-        log.warning("site obligations %s refer to missing catalogue %s; shown under site",
-                    ", ".join(o.id for o in obs), cat_id)
-        site.extend(obs)
-    if site:
-        merged.append(site_catalogue(cfg.organization, site))
-    check_catalogue_set(merged)
-    return merged
-
-
 def _today(ctx: Context) -> date:
     return ctx.clock().date()
-
-
-def tracked(ctx: Context, as_of: date, orders: Sequence[str] | None = None,
-            gstore: GuidanceStore | None = None,
-            as_recorded: bool = False) -> tuple[list[Catalogue], list[TrackedObligation]]:
-    """Catalogues in scope and every obligation's standing on `as_of` (as known now, or as recorded then)."""
-    gstore = gstore or guidance_store(ctx)
-    catalogues = load_all(ctx, gstore)
-    rows = track(catalogues, gstore.states(as_of, as_recorded=as_recorded), gstore.events(as_of), as_of,
-                 ctx.config.guidance)
-    if orders:
-        known = {c.id for c in catalogues}
-        missing = [o for o in orders if o not in known]
-        if missing:
-            raise NotFoundError(f"no catalogue {', '.join(missing)}; known: {', '.join(sorted(known))}")
-        catalogues = [c for c in catalogues if c.id in orders]
-        rows = [r for r in rows if r.catalogue_id in orders]
-    return catalogues, rows
-
-
-def _find(rows: Sequence[TrackedObligation], ob_id: str) -> TrackedObligation:
-    for r in rows:
-        if r.id == ob_id:
-            return r
-    raise NotFoundError(f"no obligation {ob_id!r} (see `watchstander guidance status`)")
-
-
-# -- operational evidence -------------------------------------------------------------------------
-
-def _parse_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value), timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            return datetime.fromtimestamp(float(value), timezone.utc)
-        except ValueError:
-            return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def operational_evidence(ctx: Context, as_of: date) -> OperationalEvidence:
-    """Figures from the agent's own tables up to the end of `as_of`; a missing table counts as zero."""
-    cutoff = datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=timezone.utc)
-    notes: list[str] = []
-    counts: dict[str, Any] = {}
-    engine = ctx.store.engine
-    try:
-        tables = set(inspect(engine).get_table_names())
-        with engine.connect() as conn:
-            first_seen: dict[str, datetime] = {}
-            if "incidents" in tables:
-                cols = {c["name"] for c in inspect(engine).get_columns("incidents")}
-                wanted = [c for c in ("id", "first_seen", "created_at", "verdict_json") if c in cols]
-                triaged = model = baseline = fallbacks = 0
-                for row in conn.execute(text(f"SELECT {', '.join(wanted)} FROM incidents")):
-                    rec = dict(zip(wanted, row))
-                    created = _parse_time(rec.get("created_at")) or _parse_time(rec.get("first_seen"))
-                    if created is not None and created >= cutoff:
-                        continue
-                    seen = _parse_time(rec.get("first_seen"))
-                    if seen is not None and rec.get("id") is not None:
-                        first_seen[str(rec["id"])] = seen
-                    raw = rec.get("verdict_json")
-                    if not raw:
-                        continue
-                    try:
-                        verdict = json.loads(raw)
-                    except (TypeError, ValueError):
-                        continue
-                    triaged += 1
-                    prov = verdict.get("provenance") or {} if isinstance(verdict, dict) else {}
-                    if prov.get("analyst") == "model":
-                        model += 1
-                    elif prov.get("analyst") == "baseline":
-                        baseline += 1
-                    if prov.get("fallback_reason"):
-                        fallbacks += 1
-                counts.update(incidents_triaged=triaged, verdicts_model=model, verdicts_baseline=baseline,
-                              model_fallbacks=fallbacks)
-            else:
-                notes.append("No incidents table in the store yet: incident and verdict figures are zero.")
-            if "audit_log" in tables:
-                delays: list[float] = []
-                approved = rejected = 0
-                runs: set[str] = set()
-                rows = conn.execute(text(
-                    "SELECT time, action, subject, data FROM audit_log "
-                    "WHERE action LIKE 'suggestion.%' OR action LIKE 'playbook%run%' ORDER BY seq"))
-                incident_of: dict[str, object] = {}  # suggestion subject -> incident id
-                for when_s, action, subject, data in rows:
-                    when = _parse_time(when_s)
-                    if when is None or when >= cutoff:
-                        continue
-                    if action.startswith("playbook"):
-                        runs.add(subject)
-                        continue
-                    try:
-                        payload = json.loads(data) if data else {}
-                    except ValueError:
-                        payload = {}
-                    if not isinstance(payload, dict):
-                        continue
-                    if action == "suggestion.create":
-                        incident_of[subject] = payload.get("incident")
-                        continue
-                    # A suggestion is decided when it moves to approved (enough approvers) or
-                    # rejected; single approvals of a two-person suggestion are not decisions.
-                    if action != "suggestion.transition" or payload.get("to") not in ("approved", "rejected"):
-                        continue
-                    if payload.get("to") == "approved":
-                        approved += 1
-                    else:
-                        rejected += 1
-                    incident = incident_of.get(subject)
-                    seen = first_seen.get(str(incident)) if incident is not None else None
-                    if seen is not None and when >= seen:
-                        delays.append((when - seen).total_seconds())
-                counts.update(suggestions_approved=approved, suggestions_rejected=rejected, playbooks_run=len(runs))
-                if delays:
-                    counts.update(median_detection_to_decision_s=statistics.median(delays), decisions_timed=len(delays))
-                elif approved or rejected:
-                    notes.append("Decisions found, but none names an incident with a first-seen time: "
-                                 "no detection-to-decision median.")
-    except SQLAlchemyError as exc:
-        log.warning("operational evidence incomplete: %s", exc)
-        notes.append(f"Store could not be read completely: {exc.__class__.__name__}.")
-    return OperationalEvidence(**counts, notes=tuple(notes))
-
-
-# -- reports --------------------------------------------------------------------------------------
-
-def make_report(ctx: Context, as_of: date, orders: Sequence[str] | None = None, title: str | None = None,
-                as_recorded: bool = False) -> Report:
-    """Build the report model for `as_of` from the store."""
-    catalogues, rows = tracked(ctx, as_of, orders, as_recorded=as_recorded)
-    cfg = ctx.config.guidance
-    if title is None:
-        names = ", ".join(c.display_name for c in catalogues) or "no orders"
-        title = f"Guidance compliance report: {names}"
-    return build_report(title=title, organization=cfg.organization, as_of=as_of, generated_at=ctx.clock(),
-                        generated_by=f"watchstander ({ctx.identity})", catalogues=catalogues, rows=rows,
-                        summary=summarize(rows, as_of, cfg.organization),
-                        operational=operational_evidence(ctx, as_of))
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path = path.expanduser()
-    if not path.parent.exists():
-        raise InputError(f"output folder does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_export(report: Report, fmt: str, out: Path) -> None:
-    """Write one export format to `out` (atomically: a reader never sees half a file)."""
-    def text_writer(content: str, encoding: str = "utf-8") -> Callable[[Path], None]:
-        def write(p: Path) -> None:
-            with open(p, "w", encoding=encoding, newline="") as fh:
-                fh.write(content)
-        return write
-
-    if fmt == "csv":
-        from watchstander.guidance.report_csv import report_csv
-        _atomic_write(out, text_writer(report_csv(report), "utf-8-sig"))
-    elif fmt == "json":
-        _atomic_write(out, text_writer(report_json(report)))
-    elif fmt == "html":
-        from watchstander.guidance.report_html import report_html
-        _atomic_write(out, text_writer(report_html(report)))
-    elif fmt == "pdf":
-        from watchstander.guidance.report_pdf import write_pdf
-        _atomic_write(out, lambda p: write_pdf(report, p))
-    elif fmt == "oscal-poam":
-        from watchstander.guidance.oscal import poam_json
-        _atomic_write(out, text_writer(poam_json(report)))
-    else:
-        raise InputError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
-
-
-def write_demo_report(ctx: Context, out_dir: Path, as_of: date) -> list[Path]:
-    """Write the EO 14409 report as of `as_of` into `out_dir` (HTML, PDF and JSON); returns the files."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create {out_dir}: {exc.strerror}") from exc
-    try:
-        report = make_report(ctx, as_of, ["eo14409"], title="EO 14409 compliance report")
-        stem = f"eo14409-report-{as_of.isoformat()}"
-        written = []
-        for fmt, suffix in (("html", "html"), ("pdf", "pdf"), ("json", "json")):
-            path = out_dir / f"{stem}.{suffix}"
-            write_export(report, fmt, path)
-            written.append(path)
-    except CatalogueError as exc:
-        raise ConfigError(str(exc).splitlines()[0], exc.problems) from exc
-    except GuidanceError as exc:
-        raise InputError(str(exc)) from exc
-    return written
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -428,15 +185,13 @@ def _table(rows: Sequence[TrackedObligation]) -> list[str]:
 @_translated
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     """Print every obligation's standing on a day."""
-    from .cli import dump_json
 
     as_of = args.as_of or _today(ctx)
-    _, rows = tracked(ctx, as_of, args.order, as_recorded=args.as_recorded)
+    _, rows = tracked(ctx.app, as_of, args.order, as_recorded=args.as_recorded)
     summary = summarize(rows, as_of, ctx.config.guidance.organization)
     if args.relevant:
         rows = [r for r in rows if r.relevance != "awareness"]
     if args.format == "json":
-        from watchstander.guidance.report import row_of
         print(dump_json({"as_of": as_of.isoformat(), "summary": summary.model_dump(mode="json"),
                          "obligations": [row_of(r).model_dump(mode="json") for r in rows]}))
         return EXIT_OK
@@ -457,14 +212,11 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 @_translated
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     """Print one obligation in full with its audit history."""
-    from watchstander.guidance.report import row_of
 
-    from .cli import dump_json
-
-    gstore = guidance_store(ctx)
+    gstore = guidance_store(ctx.app)
     as_of = args.as_of or _today(ctx)
-    _, rows = tracked(ctx, as_of, gstore=gstore)
-    row = row_of(_find(rows, args.id))
+    _, rows = tracked(ctx.app, as_of, gstore=gstore)
+    row = row_of(find_obligation(rows, args.id))
     history = gstore.history(args.id)
     if args.format == "json":
         print(dump_json({"obligation": row.model_dump(mode="json"), "history": history}))
@@ -494,8 +246,8 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
 @_translated
 def cmd_update(args: argparse.Namespace, ctx: Context) -> int:
     """Apply one audited update to an obligation."""
-    gstore = guidance_store(ctx)
-    catalogues = load_all(ctx, gstore)
+    gstore = guidance_store(ctx.app)
+    catalogues = load_all(ctx.app, gstore)
     if not any(ob.id == args.id for c in catalogues for ob in c.obligations):
         raise NotFoundError(f"no obligation {args.id!r} (see `watchstander guidance status`)")
     evidence = [resolve_evidence(e) for e in args.evidence]
@@ -517,8 +269,8 @@ def cmd_event(args: argparse.Namespace, ctx: Context) -> int:
 
     if not re.fullmatch(IDENT, args.name):
         raise InputError(f"event name {args.name!r}: use lower-case letters, digits, '.', '_', '-'")
-    gstore = guidance_store(ctx)
-    catalogues = load_all(ctx, gstore)
+    gstore = guidance_store(ctx.app)
+    catalogues = load_all(ctx.app, gstore)
     referenced = {getattr(getattr(ob.deadline, "anchor", None) or getattr(ob.deadline, "start", None), "name", None)
                   for c in catalogues for ob in c.obligations}
     referenced |= {getattr(getattr(ob.deadline, "until", None), "name", None) for c in catalogues for ob in c.obligations}
@@ -534,8 +286,8 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
     """Add a site follow-on obligation after validating it against the catalogue set."""
     from pydantic import ValidationError
 
-    gstore = guidance_store(ctx)
-    catalogues = load_all(ctx, gstore)
+    gstore = guidance_store(ctx.app)
+    catalogues = load_all(ctx.app, gstore)
     try:
         rule = parse_rule(args.deadline)
         ob = Obligation(id=args.id, section=args.section, title=args.title, clause=args.clause or args.title,
@@ -567,31 +319,10 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     """Write one report file."""
     as_of = args.as_of or _today(ctx)
-    report = make_report(ctx, as_of, args.order, args.title, args.as_recorded)
+    report = make_report(ctx.app, as_of, args.order, args.title, args.as_recorded, actor=ctx.identity)
     write_export(report, args.format, args.out)
     print(f"wrote {args.out} ({args.format}, as of {as_of.isoformat()}, {len(report.rows)} obligations)")
     return EXIT_OK
-
-
-def run_reminders(ctx: Context, as_of: date, *, dry_run: bool = False,
-                  notifiers: Sequence[Any] | None = None) -> tuple[list[Reminder], RunResult]:
-    """Compute and deliver the reminders due on `as_of`; each channel gets each reminder once."""
-    cfg = ctx.config.guidance
-    gstore = guidance_store(ctx)
-    _, rows = tracked(ctx, as_of, gstore=gstore)
-    reminders = due_reminders(rows, as_of, cfg.reminders)
-    if dry_run:
-        return reminders, RunResult(considered=len(reminders))
-    sent = gstore.reminders_sent()
-
-    def already(m: Reminder, channel: str) -> bool:
-        return (m.obligation_id, m.due.isoformat(), m.key, channel) in sent
-
-    def mark(m: Reminder, channel: str) -> None:
-        gstore.mark_reminder_sent(m.obligation_id, m.due, m.key, channel, "watchstander:reminders")
-
-    chans = list(notifiers) if notifiers is not None else notifiers_for(cfg.reminders)
-    return reminders, deliver(reminders, as_of, cfg.organization, chans, already, mark)
 
 
 @_translated
@@ -600,7 +331,7 @@ def cmd_remind(args: argparse.Namespace, ctx: Context) -> int:
     if args.serve:
         return _serve_reminders(ctx)
     as_of = args.as_of or _today(ctx)
-    reminders, result = run_reminders(ctx, as_of, dry_run=args.dry_run)
+    reminders, result = run_reminders(ctx.app, as_of, dry_run=args.dry_run)
     for m in reminders:
         print(f"{m.key:<22} {m.headline}")
     if not reminders:
@@ -620,7 +351,7 @@ def _serve_reminders(ctx: Context) -> int:
 
     def job() -> None:
         try:
-            run_reminders(ctx, _today(ctx))
+            run_reminders(ctx.app, _today(ctx))
         except (WatchstanderError, GuidanceError) as exc:
             log.error("guidance reminder run failed: %s", exc)
 
@@ -653,7 +384,7 @@ def cmd_catalogues(args: argparse.Namespace, ctx: Context) -> int:
                 continue
             print(f"{path}: ok ({cat.display_name}, {len(cat.obligations)} obligations)")
         return EXIT_FAILURE if bad else EXIT_OK
-    for cat in load_all(ctx):
+    for cat in load_all(ctx.app):
         signed = cat.signed.isoformat() if cat.signed else "n/a"
         print(f"{cat.id:<10} {cat.display_name:<10} signed {signed}  {len(cat.obligations):>3} obligations  {cat.title}")
     return EXIT_OK
@@ -661,10 +392,6 @@ def cmd_catalogues(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_extract(args: argparse.Namespace, ctx: Context) -> int:
     """Run the extractor over an order's text and print a draft catalogue for review."""
-    try:
-        from watchstander.guidance import extractor
-    except ImportError as exc:
-        raise InputError(f"the extractor is not available in this build: {exc}") from exc
     try:
         text_in = args.file.read_text(encoding="utf-8")
     except OSError as exc:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import cli_audit, cli_core, cli_guidance, cli_playbooks, cli_suggestions
-from .control import cli as cli_control
+from ..errors import EXIT_FAILURE, ConfigError, Exit, WatchstanderError
+from . import audit, config, control, demo, guidance, incidents, playbooks, replay, run, suggestions
 from .context import Context, configure_logging
-from .errors import EXIT_FAILURE, ConfigError, WatchstanderError
 
 log = logging.getLogger(__name__)
+
+# Every command group, in the order `--help` lists them: one module each, with a register().
+COMMANDS = (config, replay, incidents, run, demo, suggestions, playbooks, guidance, audit, control)
 
 Handler = Callable[[argparse.Namespace, Context], int]
 
@@ -41,12 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common_parent(suppress=False)],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    cli_core.register(sub, parent)
-    cli_suggestions.register(sub, parent)
-    cli_playbooks.register(sub, parent)
-    cli_guidance.register(sub, parent)
-    cli_audit.register(sub, parent)
-    cli_control.register(sub, parent)
+    for command in COMMANDS:
+        command.register(sub, parent)
     return parser
 
 
@@ -75,16 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return Exit.INTERRUPTED
     except BrokenPipeError:
         return EXIT_FAILURE
     finally:
         ctx.close()
-
-
-def dump_json(data: object) -> str:
-    """JSON for machine consumers: stable key order, UTF-8."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
 if __name__ == "__main__":  # pragma: no cover

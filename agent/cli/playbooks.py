@@ -21,9 +21,10 @@ from watchstander.playbooks import (
 from watchstander.playbooks.catalogue import playbook_files
 from watchstander.playbooks.loader import describe_problems
 
+from ..errors import EXIT_INPUT, EXIT_OK, InputError, NotFoundError
+from ..store.approvals import ApprovalStatus, ApprovalStore
 from .context import Context
-from .errors import EXIT_INPUT, EXIT_OK, InputError, NotFoundError
-from .playbook_store import ApprovalStatus, ApprovalStore
+from .output import dump_json
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -65,18 +66,17 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def configured_dirs(ctx: Context) -> list[Path]:
-    """Playbook folders from the config's [playbooks] dirs, when that section exists."""
-    # The [playbooks] config section is owned by the config module; read it only if present.
-    section = getattr(ctx.config, "playbooks", None)
-    return [Path(d) for d in getattr(section, "dirs", ())]
+    """Playbook folders from the config's [playbooks] dirs."""
+    return [Path(d) for d in ctx.config.playbooks.dirs]
 
 
 def _catalogue(args: argparse.Namespace, ctx: Context) -> Catalogue:
-    return load_library([*configured_dirs(ctx), *args.dirs])
+    # Extra folders on the command line make a catalogue of their own; otherwise the agent's.
+    return load_library([*configured_dirs(ctx), *args.dirs]) if args.dirs else ctx.app.catalogue()
 
 
 def _approvals(ctx: Context) -> ApprovalStore:
-    return ApprovalStore(ctx.store, ctx.audit, ctx.clock)
+    return ctx.app.approvals
 
 
 def _print_problems(problems: list[Problem]) -> None:
@@ -107,7 +107,6 @@ def _resolve(ref: str, catalogue: Catalogue) -> Playbook:
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     """Print every playbook in the catalogue with its approval status."""
-    from .cli import dump_json
 
     catalogue = _catalogue(args, ctx)
     store = _approvals(ctx)
@@ -137,7 +136,6 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     """Print one playbook (by id or path) with its status and approval history."""
-    from .cli import dump_json
 
     playbook = _resolve(args.ref, _catalogue(args, ctx))
     store = _approvals(ctx)
@@ -177,7 +175,6 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
     """Validate files (and folders of files); exit 4 when any is invalid."""
-    from .cli import dump_json
 
     files: list[Path] = []
     for path in args.paths:

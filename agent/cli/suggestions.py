@@ -13,26 +13,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import unicodedata
 from typing import Any
 
-from watchstander.playbooks import Catalogue, Playbook, UnknownPlaybookError, load_library
+from watchstander.playbooks import Catalogue, Playbook, UnknownPlaybookError
 from watchstander.playbooks.inputs import IntegerInput
 
-from .context import Context
-from .control.client import via_daemon_or_local
-from .control.errors import RemoteError, error_code
-from .control.review_methods import MAX_LIST, review_call
-from .errors import EXIT_OK, InputError
-from .playbook_store import ApprovalStore
-from .policy.errors import (
-    AlreadyDecided, ApprovalRefused, BindingBroken, ConcurrentUpdate, DuplicateApprover, IllegalTransition,
-    ParametersRefused, ParametersTampered, PlaybookChanged, RequesterCannotApprove, ReviewError,
-    SuggestionExpired, SuggestionNotFound, SuggestionSuperseded,
+from ..control.client import via_daemon_or_local
+from ..control.errors import RemoteError, error_code
+from ..control.review_methods import MAX_LIST, review_call
+from ..errors import EXIT_OK, InputError
+from ..policy.errors import (
+    AlreadyDecided,
+    ApprovalRefused,
+    BindingBroken,
+    ConcurrentUpdate,
+    DuplicateApprover,
+    IllegalTransition,
+    ParametersRefused,
+    ParametersTampered,
+    PlaybookChanged,
+    RequesterCannotApprove,
+    ReviewError,
+    SuggestionExpired,
+    SuggestionNotFound,
+    SuggestionSuperseded,
 )
-from .policy.guard import PolicyGuard
-from .policy.review import ReviewQueue
-from .review_store import STATES
+from ..policy.review import ReviewQueue
+from ..store.suggestions import STATES
+from .context import Context
+from .output import dump_json, printable
 
 LOCAL_HELP = ("work on the store file named by the config in-process, as the invoking user and with no "
               "role check, even when a daemon is running (forensics on a copy of the store)")
@@ -81,17 +90,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def build_queue(ctx: Context, catalogue: Catalogue | None = None) -> ReviewQueue:
-    """The review queue over ctx's store, with a guard over the configured catalogue and assets."""
-    config = ctx.config
-    if catalogue is None:
-        catalogue = _catalogue(ctx)
-    approvals = ApprovalStore(ctx.store, ctx.audit, ctx.clock)
-    guard = PolicyGuard(config.policy, catalogue, approvals, config.assets, ctx.clock, store=ctx.store)
-    return ReviewQueue(ctx.store, ctx.audit, ctx.clock, config.policy, guard=guard)
-
-
-def _catalogue(ctx: Context) -> Catalogue:
-    return load_library(getattr(getattr(ctx.config, "playbooks", None), "dirs", ()))
+    """The composition root's review queue over ctx's store (its guard on the current catalogue, or the one given)."""
+    return ctx.app.review_queue(catalogue)
 
 
 def _review_error_codes() -> dict[str, type[ReviewError]]:
@@ -142,15 +142,6 @@ def review(ctx: Context, method: str, params: dict[str, Any], *, local: bool = F
         raise typed from exc
 
 
-def printable(text: str, limit: int | None = None) -> str:
-    """Text from a model or telemetry made safe for a terminal: control characters shown escaped."""
-    # Escapes, bidi overrides and line separators in a justification could rewrite what the
-    # operator sees on the terminal; show them as \x.. / \u.... instead.
-    out = "".join(ch if ch == " " or unicodedata.category(ch)[0] not in "CZ"
-                  else ch.encode("unicode_escape").decode("ascii") for ch in text)
-    return out if limit is None or len(out) <= limit else out[: limit - 1] + "…"
-
-
 def parse_params(items: list[str], playbook: Playbook | None) -> dict[str, object]:
     """NAME=VALUE pairs; a list input's value is split on commas, an integer input's kept as text."""
     out: dict[str, object] = {}
@@ -177,7 +168,6 @@ def _params_text(params: dict[str, Any]) -> str:
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     """Print suggestions (the method expires any that are due first, so states shown are current)."""
-    from .cli import dump_json
 
     if not 1 <= args.limit <= MAX_LIST:
         raise InputError(f"--limit must be from 1 to {MAX_LIST}")
@@ -206,7 +196,6 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     """Print one suggestion."""
-    from .cli import dump_json
 
     s: dict[str, Any] = review(ctx, "suggestions.show", {"id": args.id}, local=args.local)["suggestion"]
     if args.format == "json":
@@ -266,7 +255,7 @@ def cmd_edit(args: argparse.Namespace, ctx: Context) -> int:
     """Create a new suggestion with changed parameters that supersedes the old one."""
     # The playbook's input types say how to read NAME=VALUE (lists, integers); the catalogue is
     # read here for that only -- the queue checks the parameters against its own copy.
-    catalogue = _catalogue(ctx)
+    catalogue = ctx.app.catalogue()
     old: dict[str, Any] = review(ctx, "suggestions.show", {"id": args.id}, local=args.local,
                                  catalogue=catalogue)["suggestion"]
     try:

@@ -24,7 +24,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from .base import Frozen
 
 # What useradd/groupadd accept (NAME_REGEX), plus the trailing $ of machine accounts.
 _GROUP = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
@@ -37,10 +39,8 @@ def _check_groups(v: tuple[str, ...]) -> tuple[str, ...]:
     return v
 
 
-class RolesConfig(BaseModel):
+class RolesConfig(Frozen):
     """Which Unix groups grant which role; a user in none of them is refused (root is admin)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     viewer: tuple[str, ...] = Field((), description="read incidents and suggestions")
     operator: tuple[str, ...] = Field((), description="edit suggestions (and view)")
@@ -54,10 +54,8 @@ class RolesConfig(BaseModel):
         return _check_groups(v)
 
 
-class ControlConfig(BaseModel):
+class ControlConfig(Frozen):
     """Where the daemon listens for local operator requests, and who may do what there."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     socket: Path = Path("/run/watchstander/control.sock")
     socket_group: str | None = Field("watchstander", description="group owning the socket; none keeps ours")

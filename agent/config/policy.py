@@ -20,7 +20,9 @@ from __future__ import annotations
 import re
 from typing import Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from .base import Frozen
 
 # The same alphabet the playbook input types accept (playbooks/inputs.py SAFE_VALUE); a configured
 # value is validated again against its input's type by the guard, this only catches typos early.
@@ -34,10 +36,8 @@ ParamValue = str | int | list[str]
 MIN_APPROVERS: dict[str, int] = {"low": 1, "medium": 1, "high": 2}
 
 
-class PolicyConfig(BaseModel):
+class PolicyConfig(Frozen):
     """How far the agent may go on its own; `recommend` (people approve everything) is the default."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     autonomy: Literal["observe", "recommend", "supervised"] = "recommend"
     suggestion_ttl_s: float = Field(4 * 3600.0, gt=0)

@@ -7,16 +7,13 @@ file only its owner may read) or from the systemd credential `triage-api-key`
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
-from ..errors import ConfigError
+from .base import Frozen
 
 BUILTIN = "builtin"
 CREDENTIAL_NAME = "triage-api-key"
@@ -35,10 +32,8 @@ DEFAULT_HOSTS = {
 }
 
 
-class TriageConfig(BaseModel):
+class TriageConfig(Frozen):
     """`model = "builtin"` (the default) uses the baseline analyst alone, with no network."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = Field("builtin", description='"builtin" or "provider:model-name" (e.g. "openai:NAME")')
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://10.1.2.3:8000/v1")
@@ -113,57 +108,3 @@ class TriageConfig(BaseModel):
         if self.base_url:
             return urlsplit(self.base_url).hostname
         return DEFAULT_HOSTS.get(self.provider or "")
-
-
-def check_provider_policy(config: TriageConfig) -> None:
-    """Raise ConfigError when the configured provider is denied or not in the allowed list."""
-    provider = config.provider
-    if provider is None:
-        return
-    if provider in config.denied_providers:
-        raise ConfigError(f"triage provider {provider!r} is denied by site policy",
-                          [("triage.denied_providers", f"{provider!r} is denied; triage.model = {config.model!r}")])
-    if config.allowed_providers is not None and provider not in config.allowed_providers:
-        raise ConfigError(f"triage provider {provider!r} is not allowed by site policy",
-                          [("triage.allowed_providers",
-                            f"{provider!r} is not among {', '.join(config.allowed_providers) or '(none)'}")])
-
-
-def load_api_key(config: TriageConfig, env: Mapping[str, str] | None = None) -> SecretStr | None:
-    """The API key from `api_key_file`, else the systemd credential; None when neither exists.
-
-    Raises ConfigError (naming `triage.api_key_file`) when the file cannot be read or others may read it.
-    """
-    env = os.environ if env is None else env
-    if config.api_key_file is not None:
-        return _read_key(config.api_key_file, "triage.api_key_file", check_mode=True)
-    creds = env.get("CREDENTIALS_DIRECTORY")
-    if creds:
-        path = Path(creds) / CREDENTIAL_NAME
-        if path.is_file():
-            # systemd already restricts credentials to the service; no mode check needed.
-            return _read_key(path, f"$CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}", check_mode=False)
-    return None
-
-
-def _read_key(path: Path, key_path: str, *, check_mode: bool) -> SecretStr:
-    try:
-        info = path.stat()
-        if check_mode:
-            if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise ConfigError("the triage API key file is readable by others",
-                                  [(key_path, f"{path} has mode {stat.S_IMODE(info.st_mode):o}; use 0600 or 0400")])
-            if hasattr(os, "geteuid") and info.st_uid not in (0, os.geteuid()):
-                raise ConfigError("the triage API key file belongs to another user",
-                                  [(key_path, f"{path} is owned by uid {info.st_uid}")])
-        if info.st_size > MAX_KEY_BYTES:
-            raise ConfigError("the triage API key file is too large", [(key_path, f"{path} is over 16 KiB")])
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError("the triage API key cannot be read",
-                          [(key_path, f"{path}: {exc.strerror or type(exc).__name__}")]) from None
-    except UnicodeDecodeError:
-        raise ConfigError("the triage API key is not UTF-8 text", [(key_path, str(path))]) from None
-    if not text:
-        raise ConfigError("the triage API key file is empty", [(key_path, str(path))])
-    return SecretStr(text)

@@ -1,6 +1,5 @@
 """The local control socket: authenticated operator requests to the daemon that owns the store.
 
-    config.py          [control]: socket path and group, message bound, timeout, [control.roles]
     errors.py          the error tree and the codes that cross the socket
     identity.py        SO_PEERCRED -> user, groups -> roles; the Identity every handler receives
     protocol.py        one JSON object per line, both directions
@@ -9,6 +8,8 @@
     client.py          ControlClient and via_daemon_or_local (daemon mode, else in-process)
     review_methods.py  suggestions.* over the socket, calling the review queue as the caller
     audit_methods.py   audit.verify and audit.records for the compliance role
-    cli.py             `watchstander control ping|whoami`
-    wiring.py          the registry and server the daemon runs
+    wiring.py          the registry and server the daemon runs, built from the app's composition root
+
+The [control] section's model is `agent/config/control.py`; `watchstander control ping|whoami` is
+`agent/cli/control.py`.
 """

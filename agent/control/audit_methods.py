@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..audit import AuditLog, audit_log
-from ..store import Store
+from ..store.audit import AuditLog, audit_log
+from ..store.engine import Store
 from .errors import InvalidParams
 from .identity import Identity
 from .registry import MethodRegistry

@@ -8,13 +8,11 @@ import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from ..config.model import AgentConfig
 from .errors import ControlError, ControlTimeout, DaemonNotRunning, PermissionDenied, ProtocolError, from_wire
 from .protocol import MAX_RESPONSE, encode
-
-if TYPE_CHECKING:
-    from ..context import Context
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +96,17 @@ def _result(line: bytes, rid: int) -> dict[str, Any]:
     raise ProtocolError("the daemon's answer has neither a result nor an error")
 
 
-def via_daemon_or_local(ctx: Context, method: str, params: dict[str, Any],
+class Caller(Protocol):
+    """Who asks and where the daemon listens: what the command line's context provides."""
+
+    @property
+    def config(self) -> AgentConfig: ...
+
+    @property
+    def identity(self) -> str: ...
+
+
+def via_daemon_or_local(ctx: Caller, method: str, params: dict[str, Any],
                         local_fn: Callable[[str], T], *, local: bool = False) -> dict[str, Any] | T:
     """Send `method` to the daemon when one answers on the configured socket, else run it in-process.
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import EXIT_INPUT, WatchstanderError
+from ..errors import EXIT_INPUT, Exit, WatchstanderError
 
-EXIT_UNAVAILABLE = 69  # sysexits.h EX_UNAVAILABLE
-EXIT_NOPERM = 77  # sysexits.h EX_NOPERM
+EXIT_UNAVAILABLE = Exit.UNAVAILABLE
+EXIT_NOPERM = Exit.NOPERM
 
 
 class ControlError(WatchstanderError):

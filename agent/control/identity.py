@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from .config import RolesConfig
+from ..config.control import RolesConfig
 
 Role = Literal["viewer", "operator", "approver", "admin", "compliance"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "approver", "admin", "compliance")

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..store.suggestions import STATES
 from .errors import InvalidParams, UnknownMethod
 from .identity import Identity, Role
 from .registry import MethodRegistry
@@ -78,8 +79,6 @@ def _changes(params: dict[str, Any]) -> dict[str, object]:
 
 def review_call(queue: ReviewQueue, method: str, principal: str, params: dict[str, Any]) -> dict[str, Any]:
     """Run one suggestions.* method on `queue` as `principal`; the result the daemon would send."""
-    from ..review_store import STATES
-
     if method == "suggestions.list":
         state = params.get("state")
         if state is not None and state not in STATES:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import Clock
+from ..config.control import ControlConfig
 from ..errors import ConfigError, WatchstanderError
-from .config import ControlConfig
 from .errors import ControlError, MessageTooLarge, NoRole, PermissionDenied, UnknownMethod, error_code
 from .identity import Identity, Resolver, make_resolver, peer_credentials
 from .protocol import PROTOCOL_VERSION, RequestId, decode_request, failure, success

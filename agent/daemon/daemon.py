@@ -1,7 +1,9 @@
-"""The long-running daemon: syslog over UDP/TCP and followed files in, incidents out, every few seconds.
+"""The long-running daemon: sources in, incidents out, every few seconds.
 
 Events are fed to the detectors on the event loop; correlation, triage and the store run in a
-worker thread on snapshots of the findings, so a slow store or model never stalls ingestion.
+worker thread on snapshots of the findings (the flush job), so a slow store or model never stalls
+ingestion. What feeds the detectors is a list of sources built from `registry.SOURCE_KINDS`; what
+runs periodically is a list of named jobs (`jobs.py`).
 """
 
 from __future__ import annotations
@@ -9,36 +11,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import signal
-import socket
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable
 
-from watchstander.connectors import sniff as sniffing
-from watchstander.connectors.errors import UnknownFormatError
 from watchstander.connectors.events import Event
-from watchstander.connectors.ids import eve_event
-from watchstander.connectors.skips import SkipCounter
-from watchstander.connectors.syslog import SyslogSource
 
-from .clock import Clock
-from .config import AgentConfig
-from .ingest import persist
-from .models import Finding
-from .pipeline import Pipeline
-from .services import Services
-from .store import Store
+from ..app.decide import decide
+from ..app.wiring import App
+from ..detection.pipeline import Pipeline
+from ..models import Finding
+from .jobs import Jobs
+from .registry import SOURCE_KINDS
+from .sources import Sink, Source, SourceFactory, build_sources
+from .syslog import SyslogTcp, SyslogUdp
+from .systemd import sd_notify
 
 log = logging.getLogger(__name__)
-
-FOLLOW_INTERVAL_S = 1.0
-
-
-def _split(hostport: str) -> tuple[str, int]:
-    host, _, port = hostport.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 def _snapshot(f: Finding) -> Finding:
@@ -46,36 +34,38 @@ def _snapshot(f: Finding) -> Finding:
                                attributes=dict(f.attributes), evidence=list(f.evidence))
 
 
-class _SyslogDatagrams(asyncio.DatagramProtocol):
-    def __init__(self, daemon: Daemon, source: SyslogSource) -> None:
-        self.daemon = daemon
-        self.source = source
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.daemon.feed(self.source.events(data.splitlines() or [data]))
-
-
 class Daemon:
-    """Owns the pipeline, the listeners, the followed files and the periodic flush."""
+    """Owns the pipeline, the sources and the scheduled jobs."""
 
-    def __init__(self, config: AgentConfig, store: Store, clock: Clock, actor: str = "watchstander:daemon") -> None:
-        self.config = config
-        self.store = store
-        self.clock = clock
+    def __init__(self, app: App, actor: str = "watchstander:daemon",
+                 source_kinds: dict[str, SourceFactory] | None = None) -> None:
+        self.app = app
+        self.config = app.config
         self.actor = actor
-        self.pipeline = Pipeline(config.detectors)
-        self.services = Services.build(config, store, clock)  # a bad triage config stops start-up
+        app.triage  # noqa: B018  (a bad triage config or key stops start-up)
+        self.pipeline = Pipeline(app.config.detectors)
+        self.sources: list[Source] = build_sources(app.config.sources, app.clock,
+                                                   SOURCE_KINDS if source_kinds is None else source_kinds)
+        self.jobs = Jobs(app, self.flush)
         self._persisted: dict[int, tuple[int, float]] = {}
-        self._stop = asyncio.Event()
-        self._servers: list[Any] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self.bound: dict[str, list[tuple[str, int]]] = {"udp": [], "tcp": []}
+        self._flush_lock = asyncio.Lock()
         self.newest_event = 0.0
         self.flushes = 0
         self.incidents_written = 0
         self.on_flush: Callable[[int], None] | None = None
 
-    def feed(self, events: Any) -> None:
+    @property
+    def bound(self) -> dict[str, list[tuple[str, int]]]:
+        """The addresses the syslog listeners are bound to, by transport."""
+        out: dict[str, list[tuple[str, int]]] = {"udp": [], "tcp": []}
+        for s in self.sources:
+            if isinstance(s, SyslogUdp) and s.bound is not None:
+                out["udp"].append(s.bound)
+            elif isinstance(s, SyslogTcp):
+                out["tcp"].extend(s.bound)
+        return out
+
+    def feed(self, events: Iterable[Event]) -> None:
         """Run events through the detectors (on the loop thread)."""
         for ev in events:
             if ev.time > self.newest_event:
@@ -83,112 +73,20 @@ class Daemon:
             self.pipeline.feed_all((ev,))
 
     async def start(self) -> None:
-        """Open every listener and start following files."""
-        loop = asyncio.get_running_loop()
-        src = self.config.sources
-        for hp in src.syslog_udp:
-            host, port = _split(hp)
-            source = SyslogSource(f"syslog-udp:{hp}", self.clock)
-
-            def protocol(s: SyslogSource = source) -> _SyslogDatagrams:
-                return _SyslogDatagrams(self, s)
-
-            transport, _ = await loop.create_datagram_endpoint(protocol, local_addr=(host, port))
-            self._servers.append(transport)
-            self.bound["udp"].append(transport.get_extra_info("sockname")[:2])
-        for hp in src.syslog_tcp:
-            host, port = _split(hp)
-            server = await asyncio.start_server(self._tcp_client, host, port, limit=src.max_message)
-            self._servers.append(server)
-            self.bound["tcp"].extend(s.getsockname()[:2] for s in server.sockets)
-        for path in src.files:
-            self._tasks.append(asyncio.create_task(self._follow(Path(path)), name=f"follow {path}"))
-        self._tasks.append(asyncio.create_task(self._flusher(), name="flush"))
-        log.info("listening: syslog udp %s, tcp %s; following %d file(s); flush every %.1f s",
-                 self.bound["udp"], self.bound["tcp"], len(src.files), src.flush_s)
-
-    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        source = SyslogSource(f"syslog-tcp:{peer[0] if peer else '?'}", self.clock)
-        try:
-            while not reader.at_eof():
-                try:
-                    line = await reader.readuntil(b"\n")
-                except asyncio.IncompleteReadError as exc:
-                    line = exc.partial
-                except asyncio.LimitOverrunError as exc:
-                    # An overlong frame: keep what fits, drop the rest of it.
-                    line = await reader.readexactly(exc.consumed)
-                    source.skips.skip("overlong TCP frame truncated", str(peer))
-                if not line:
-                    break
-                self.feed(source.events([_strip_octet_count(line)]))
-        except (ConnectionError, OSError) as exc:
-            log.info("syslog tcp client %s: %s", peer, exc)
-        finally:
-            writer.close()
-
-    async def _follow(self, path: Path) -> None:
-        """Tail a file: new lines as they come, starting over when it is rotated or truncated."""
-        fmt: str | None = None
-        pos, inode = 0, None
-        skips = SkipCounter(log, str(path))
-        syslog = SyslogSource(f"file:{path.name}", self.clock, skips)
-        pending = b""
-        while not self._stop.is_set():
-            try:
-                st = path.stat()
-                if inode != st.st_ino or st.st_size < pos:
-                    pos, inode, pending = 0, st.st_ino, b""
-                if st.st_size > pos:
-                    with open(path, "rb") as fh:
-                        fh.seek(pos)
-                        chunk = fh.read(4 * 1024 * 1024)
-                    pos += len(chunk)
-                    data = pending + chunk
-                    lines = data.split(b"\n")
-                    pending = lines.pop()
-                    if fmt is None and lines:
-                        fmt = sniffing.sniff(path)
-                        log.info("following %s as %s", path, fmt)
-                    if fmt == sniffing.EVE:
-                        self.feed(self._eve(lines, path, skips))
-                    else:
-                        self.feed(syslog.events(lines))
-            except FileNotFoundError:
-                pass
-            except (OSError, UnknownFormatError) as exc:
-                log.warning("cannot follow %s: %s", path, exc)
-            try:
-                await asyncio.wait_for(self._stop.wait(), FOLLOW_INTERVAL_S)
-            except asyncio.TimeoutError:
-                pass
-
-    @staticmethod
-    def _eve(lines: list[bytes], path: Path, skips: SkipCounter) -> Any:
-        import json
-
-        for n, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            try:
-                ev = eve_event(json.loads(raw), f"eve:{path.name}", f"eve:{path.name}")
-            except (ValueError, TypeError) as exc:
-                skips.skip("bad EVE record", str(exc))
-                continue
-            if ev is not None:
-                yield ev
-
-    async def _flusher(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await asyncio.wait_for(self._stop.wait(), self.config.sources.flush_s)
-            except asyncio.TimeoutError:
-                pass
-            await self.flush()
+        """Start every source and the scheduled jobs."""
+        sink = Sink(asyncio.get_running_loop(), self.feed)
+        for source in self.sources:
+            await source.start(sink)
+        self.jobs.start()
+        log.info("listening: %s; jobs: %s", "; ".join(s.describe() for s in self.sources) or "no sources",
+                 ", ".join(self.jobs.names()))
 
     async def flush(self) -> int:
         """Correlate, triage and store what changed since the last flush; returns incidents written."""
+        async with self._flush_lock:  # the scheduled flush and a final one at stop never overlap
+            return await self._flush()
+
+    async def _flush(self) -> int:
         changed = []
         for f in self.pipeline.findings:
             sig = (f.count, f.last_seen)
@@ -200,8 +98,7 @@ class Daemon:
             return 0
         loop = asyncio.get_running_loop()
         try:
-            incidents = await loop.run_in_executor(
-                None, persist, changed, self.config, self.store, self.clock, self.actor, self.services)
+            incidents = await loop.run_in_executor(None, decide, self.app, changed, self.actor)
         except Exception:  # the barrier around the store and triage (STYLE rule 2)
             log.exception("flush of %d finding(s) failed; will retry", len(changed))
             for f in changed:
@@ -226,17 +123,15 @@ class Daemon:
             self.pipeline.findings[:] = keep
 
     async def stop(self) -> None:
-        """Stop listening, flush what is left, and return."""
-        self._stop.set()
-        for s in self._servers:
-            s.close()
-        for t in self._tasks:
+        """Stop the sources and jobs, flush what is left, and return."""
+        self.jobs.stop()
+        for source in self.sources:
             try:
-                await t
-            except Exception:  # a follower that died already logged why
-                log.debug("task %s ended with an error", t.get_name(), exc_info=True)
+                await source.stop()
+            except Exception:  # a source that died already logged why
+                log.debug("source %s ended with an error", source.name, exc_info=True)
         await self.flush()
-        self.services.close()
+        self.app.close()
 
     async def run_until_signalled(self) -> None:
         """Start, tell systemd we are ready, and run until SIGTERM or SIGINT."""
@@ -250,25 +145,3 @@ class Daemon:
         log.info("stopping")
         sd_notify("STOPPING=1")
         await self.stop()
-
-
-def _strip_octet_count(frame: bytes) -> bytes:
-    """Drop an RFC 6587 octet-counting prefix ("123 <34>1 ...") if present."""
-    head, sep, rest = frame.partition(b" ")
-    if sep and head.isdigit() and rest[:1] == b"<":
-        return rest
-    return frame
-
-
-def sd_notify(state: str) -> None:
-    """Tell systemd about our state when it is listening (Type=notify); otherwise do nothing."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(state.encode(), addr)
-    except OSError as exc:
-        log.debug("sd_notify failed: %s", exc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 
-from .models import Finding, Incident, severity_rank
+from ..models import Finding, Incident, severity_rank
 
 ENTITY_ROLES = ("attacker", "attacker_mac", "victim")
 UNKNOWN = {"?", "unknown client", ""}

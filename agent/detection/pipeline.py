@@ -5,20 +5,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
-from watchstander.connectors import sniff as sniffing
-from watchstander.connectors.dnsnames import read_dns_names
 from watchstander.connectors.events import KINDS, Event
-from watchstander.connectors.ids import read_eve
-from watchstander.connectors.packets import read_packets
-from watchstander.connectors.skips import SkipCounter
-from watchstander.connectors.syslog import read_syslog
 
-from .clock import Clock
-from .config import DetectorsConfig
+from ..config.detectors import DetectorsConfig
+from ..models import Finding
 from .detectors.registry import build_detectors
-from .models import Finding
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +53,3 @@ class Pipeline:
         if self.failures[name] <= 5 or self.failures[name] % 10000 == 0:
             log.error("detector %s failed on %s (%d failures so far)", name, ev.ref, self.failures[name],
                       exc_info=log.isEnabledFor(logging.DEBUG))
-
-
-def open_events(path: Path, clock: Clock, skips: SkipCounter) -> tuple[str, Iterable[Event]]:
-    """Sniff a file's format and return (format, its events)."""
-    fmt = sniffing.sniff(path)
-    if fmt == sniffing.PCAP:
-        return fmt, read_packets(path, skips=skips)
-    if fmt == sniffing.SYSLOG:
-        return fmt, read_syslog(path, clock, skips=skips)
-    if fmt == sniffing.EVE:
-        return fmt, read_eve(path, skips=skips)
-    return fmt, read_dns_names(path, skips=skips, time=clock().timestamp())

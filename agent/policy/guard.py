@@ -34,12 +34,12 @@ from watchstander.playbooks import Catalogue, ParameterError, Playbook, UnknownP
 from watchstander.playbooks.inputs import CidrInput, Inventory, IpInput, Ipv4Input, Ipv6Input
 
 from ..clock import Clock
-from ..config import Asset
+from ..config.model import Asset
+from ..config.policy import PolicyConfig
 from ..models import Incident, RecommendedAction, TriageVerdict
-from ..playbook_store import ApprovalStore
-from ..review_store import count_created_since, params_digest
-from ..store import Store
-from .config import PolicyConfig
+from ..store.approvals import ApprovalStore
+from ..store.engine import Store
+from ..store.suggestions import count_created_since, params_digest
 from .targets import ProtectedNetworks
 
 # Refusals that are the site's own limits, not something wrong with the recommendation itself.

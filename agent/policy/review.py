@@ -32,25 +32,42 @@ from sqlalchemy.exc import IntegrityError
 
 from watchstander.playbooks import Playbook, UnknownPlaybookError
 
-from ..audit import AuditLog, audit_head, audit_log, canonical, record_hash
 from ..clock import Clock
+from ..config.policy import PolicyConfig
 from ..models import Incident, RecommendedAction, TriageVerdict
-from ..review_store import (
-    STATES, Suggestion, find_open_duplicate, load_suggestion, params_digest, suggestion_approvals,
-    suggestion_from_row, suggestions,
+from ..store.audit import AuditLog, audit_head, audit_log, canonical, record_hash
+from ..store.engine import Store
+from ..store.suggestions import (
+    STATES,
+    Suggestion,
+    SuggestionState,
+    find_open_duplicate,
+    load_approvals_for,
+    load_suggestion,
+    params_digest,
+    suggestion_approvals,
+    suggestion_from_row,
+    suggestions,
 )
-from ..store import Store
-from .config import PolicyConfig
 from .errors import (
-    AlreadyDecided, ConcurrentUpdate, DuplicateApprover, IllegalTransition, ParametersRefused,
-    ParametersTampered, PlaybookChanged, RequesterCannotApprove, ReviewError, SuggestionExpired,
-    SuggestionNotFound, SuggestionSuperseded,
+    AlreadyDecided,
+    ConcurrentUpdate,
+    DuplicateApprover,
+    IllegalTransition,
+    ParametersRefused,
+    ParametersTampered,
+    PlaybookChanged,
+    RequesterCannotApprove,
+    ReviewError,
+    SuggestionExpired,
+    SuggestionNotFound,
+    SuggestionSuperseded,
 )
 from .guard import GuardDecision, PolicyGuard, suspicion_reasons
 
 log = logging.getLogger(__name__)
 
-TRANSITIONS: dict[str, frozenset[str]] = {
+TRANSITIONS: dict[SuggestionState, frozenset[SuggestionState]] = {
     "pending": frozenset({"approved", "rejected", "expired", "superseded"}),
     "approved": frozenset({"queued", "rejected", "expired"}),
     "queued": frozenset({"running", "failed"}),
@@ -266,7 +283,7 @@ class ReviewQueue:
 
     def list(self, state: str | None = None, incident_id: int | None = None,
              limit: int = 500) -> builtins.list[Suggestion]:
-        """Suggestions, newest first, optionally in one state or for one incident."""
+        """Suggestions with their approvals, newest first, optionally in one state or for one incident."""
         if state is not None and state not in STATES:
             raise ValueError(f"unknown state {state!r}; known: {', '.join(STATES)}")
         t = suggestions
@@ -276,7 +293,9 @@ class ReviewQueue:
         if incident_id is not None:
             q = q.where(t.c.incident_id == incident_id)
         with self._store.engine.connect() as c:
-            return [suggestion_from_row(row) for row in c.execute(q)]
+            rows = c.execute(q).all()
+            approvals = load_approvals_for(c, [row.id for row in rows])
+        return [suggestion_from_row(row, approvals.get(row.id, ())) for row in rows]
 
     # ------------------------------------------------------------------ decisions
 

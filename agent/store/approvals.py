@@ -16,10 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from watchstander.playbooks import NotApprovedError, Playbook
 
+from ..clock import Clock
+from ..errors import StoreError
 from .audit import AuditLog
-from .clock import Clock
-from .errors import StoreError
-from .store import Store, register_migrations
+from .engine import Component, Store
 
 _meta = MetaData()
 approvals_table = Table(
@@ -47,7 +47,7 @@ def _v1(conn: Connection) -> None:
     _meta.create_all(conn)
 
 
-register_migrations("playbooks", [_v1])
+SCHEMA = Component("playbooks", (_v1,))
 
 
 class ApprovalStatus(enum.StrEnum):

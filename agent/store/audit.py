@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, func, select
 
-from .clock import Clock, system_clock
-from .store import Store, register_migrations
+from ..clock import Clock, system_clock
+from .engine import Component, Store
 
 GENESIS = "0" * 64
 
@@ -44,7 +44,7 @@ def _v1(conn: Connection) -> None:
     _meta.create_all(conn)
 
 
-register_migrations("audit", [_v1])
+SCHEMA = Component("audit", (_v1,))
 
 
 def canonical(data: Any) -> str:

@@ -1,15 +1,17 @@
-"""The store: SQLite in WAL mode by default, through SQLAlchemy Core so PostgreSQL can follow.
+"""The store's engine: SQLite in WAL mode by default, through SQLAlchemy Core so PostgreSQL can follow.
 
 Schema changes are migrations, versioned per component ("core", "audit", "guidance", ...) so that
 each part of the agent owns its own tables. A migration is a function that takes a Connection; it
-runs inside one transaction together with the version bump.
+runs inside one transaction together with the version bump. The engine knows no component: each
+component module declares its `SCHEMA`, and `schema.py` lists them all in one table.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +19,11 @@ from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Ta
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from .errors import StoreError
+from ..errors import StoreError
 
 log = logging.getLogger(__name__)
 
 Migration = Callable[[Connection], None]
-
-# component -> ordered migrations; migration N (1-based) brings the component to version N.
-MIGRATIONS: dict[str, list[Migration]] = {}
 
 _meta = MetaData()
 schema_versions = Table(
@@ -34,11 +33,12 @@ schema_versions = Table(
 )
 
 
-def register_migrations(component: str, migrations: list[Migration]) -> None:
-    """Declare a component's migrations once; a duplicate component raises."""
-    if component in MIGRATIONS:
-        raise ValueError(f"migrations for {component!r} already registered")
-    MIGRATIONS[component] = migrations
+@dataclass(frozen=True)
+class Component:
+    """A part of the agent that owns tables: its name and ordered migrations (N brings it to version N)."""
+
+    name: str
+    migrations: tuple[Migration, ...]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -70,13 +70,24 @@ class Store:
         with self.engine.connect() as conn:
             return {row.component: row.version for row in conn.execute(select(schema_versions))}
 
+    def maintain(self) -> None:
+        """Periodic upkeep: fold the SQLite write-ahead log back and refresh the planner's statistics."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.exec_driver_sql("PRAGMA optimize")
+        except OperationalError as exc:
+            raise StoreError(f"store maintenance failed: {exc.orig}") from exc
+
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
 
 
-def open_store(url: str, *, migrate: bool = True) -> Store:
-    """Open (creating the SQLite file and its folder if needed) and migrate the store at `url`."""
+def connect(url: str) -> Store:
+    """Open the store at `url`, creating the SQLite file and its folder if needed; no migrations."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -93,26 +104,19 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
         raise StoreError(f"cannot open store {url!r}: {exc}") from exc
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    store = Store(engine)
-    if migrate:
-        _load_component_schemas()
-        migrate_store(store)
-    return store
+    return Store(engine)
 
 
-def _load_component_schemas() -> None:
-    # Importing these modules registers their migrations; kept here so that opening a store
-    # always brings every component up to date, whichever command opened it.
-    from . import audit, guidance_store, incident_store, playbook_store, review_store  # noqa: F401
-
-
-def migrate_store(store: Store) -> dict[str, int]:
-    """Apply every pending migration of every registered component; returns the new versions."""
+def migrate_store(store: Store, components: Sequence[Component]) -> dict[str, int]:
+    """Apply every pending migration of every component; returns the new versions."""
+    names = [c.name for c in components]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a component is listed twice: {names}")
     try:
         with store.engine.begin() as conn:
             _meta.create_all(conn)
             current = {r.component: r.version for r in conn.execute(select(schema_versions))}
-        for component, migrations in MIGRATIONS.items():
+        for component, migrations in ((c.name, c.migrations) for c in components):
             have = current.get(component, 0)
             if have > len(migrations):
                 raise StoreError(

@@ -12,18 +12,17 @@ from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import (Column, Connection, Integer, MetaData, String, Table, Text, UniqueConstraint, delete,
-                        select)
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, UniqueConstraint, delete, select
 
 from watchstander.guidance.errors import TrackingError
 from watchstander.guidance.evidence import EvidenceRef
 from watchstander.guidance.model import Obligation
 from watchstander.guidance.tracker import CLOSED, STATUSES, Evidence, Note, Status, TrackingState
 
+from ..clock import Clock
+from ..errors import InputError
 from .audit import AuditLog, audit_log
-from .clock import Clock
-from .errors import InputError
-from .store import Store, register_migrations
+from .engine import Component, Store
 
 _meta = MetaData()
 state_t = Table(
@@ -89,7 +88,7 @@ def _v1(conn: Connection) -> None:
     _meta.create_all(conn)
 
 
-register_migrations("guidance", [_v1])
+SCHEMA = Component("guidance", (_v1,))
 
 SITE_CATALOGUE = "site"
 

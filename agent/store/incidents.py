@@ -7,12 +7,21 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
-    Column, Connection, Float, ForeignKey, Integer, MetaData, String, Table, Text, select,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
 )
 
-from .clock import Clock
-from .models import Finding, Incident, TriageVerdict
-from .store import Store, register_migrations
+from ..clock import Clock
+from ..models import Finding, Incident, TriageVerdict, severity_rank
+from .engine import Component, Store
 
 _meta = MetaData()
 
@@ -63,7 +72,7 @@ def _v1(conn: Connection) -> None:
     _meta.create_all(conn)
 
 
-register_migrations("core", [_v1])
+SCHEMA = Component("core", (_v1,))
 
 
 def _dumps(value: Any) -> str:
@@ -77,7 +86,7 @@ def finding_from_row(row: Any) -> Finding:
                    json.loads(row.counts_json), json.loads(row.attributes_json), json.loads(row.evidence_json))
 
 
-class IncidentRepository:
+class IncidentStore:
     """Reads and writes incidents and their findings."""
 
     def __init__(self, store: Store, clock: Clock) -> None:
@@ -156,8 +165,6 @@ class IncidentRepository:
         with self.store.engine.connect() as conn:
             ids = [r.id for r in conn.execute(select(incidents.c.id).order_by(incidents.c.last_seen.desc()).limit(limit))]
             out = [inc for i in ids if (inc := self.load(conn, i)) is not None]
-        from .models import severity_rank
-
         out.sort(key=lambda i: (-severity_rank(i.verdict.severity if i.verdict else i.severity), -i.last_seen))
         return out
 

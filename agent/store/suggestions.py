@@ -10,14 +10,25 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from sqlalchemy import (
-    Column, Connection, Float, Index, Integer, MetaData, String, Table, Text, UniqueConstraint, func, select,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
 )
 
 from .audit import canonical
-from .store import register_migrations
+from .engine import Component
 
 _meta = MetaData()
 
@@ -73,11 +84,12 @@ def _v1(conn: Connection) -> None:
     _meta.create_all(conn)
 
 
-register_migrations("review", [_v1])
+SCHEMA = Component("review", (_v1,))
 
-STATES = ("pending", "approved", "queued", "running", "succeeded", "failed", "rolled_back",
-          "rejected", "expired", "superseded")
-OPEN_STATES = ("pending", "approved", "queued", "running")
+SuggestionState = Literal["pending", "approved", "queued", "running", "succeeded", "failed", "rolled_back",
+                          "rejected", "expired", "superseded"]
+STATES: tuple[SuggestionState, ...] = get_args(SuggestionState)
+OPEN_STATES: tuple[SuggestionState, ...] = ("pending", "approved", "queued", "running")
 
 
 def params_digest(params: Mapping[str, Any]) -> str:
@@ -114,7 +126,7 @@ class Suggestion:
     requester: str
     justification: str
     flags: tuple[str, ...]
-    state: str
+    state: SuggestionState
     version: int
     approvals_required: int
     created_at: str
@@ -158,7 +170,7 @@ def suggestion_from_row(row: Any, approvals: Sequence[SuggestionApproval] = ()) 
         parameters=params if isinstance(params, dict) else {}, params_json=row.params_json,
         params_sha256=row.params_sha256, source=row.source, origin=row.origin, requester=row.requester,
         justification=row.justification, flags=tuple(str(f) for f in flags) if isinstance(flags, list) else (),
-        state=row.state, version=row.version, approvals_required=row.approvals_required,
+        state=cast(SuggestionState, row.state), version=row.version, approvals_required=row.approvals_required,
         created_at=row.created_at, created_ts=row.created_ts, expires_at=row.expires_at,
         expires_ts=row.expires_ts, updated_at=row.updated_at, decided_by=row.decided_by, reason=row.reason,
         supersedes=row.supersedes, superseded_by=row.superseded_by, audit_seq=row.audit_seq,
@@ -166,12 +178,31 @@ def suggestion_from_row(row: Any, approvals: Sequence[SuggestionApproval] = ()) 
     )
 
 
+# Ids bound per IN (...) query: well under SQLite's oldest limit of 999 variables per statement.
+_IDS_PER_QUERY = 500
+
+
+def _approval_from_row(r: Any) -> SuggestionApproval:
+    return SuggestionApproval(r.approver, r.approved_at, r.playbook_hash, r.params_sha256, r.comment)
+
+
 def load_approvals(conn: Connection, suggestion_id: int) -> list[SuggestionApproval]:
     """The approvals given for one suggestion, oldest first."""
     t = suggestion_approvals
     rows = conn.execute(select(t).where(t.c.suggestion_id == suggestion_id).order_by(t.c.id)).all()
-    return [SuggestionApproval(r.approver, r.approved_at, r.playbook_hash, r.params_sha256, r.comment)
-            for r in rows]
+    return [_approval_from_row(r) for r in rows]
+
+
+def load_approvals_for(conn: Connection, suggestion_ids: Sequence[int]) -> dict[int, list[SuggestionApproval]]:
+    """The approvals of many suggestions by suggestion id, oldest first: one query per 500 ids, not per id."""
+    t = suggestion_approvals
+    out: dict[int, list[SuggestionApproval]] = {}
+    ids = sorted(set(suggestion_ids))
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start:start + _IDS_PER_QUERY]
+        for r in conn.execute(select(t).where(t.c.suggestion_id.in_(chunk)).order_by(t.c.id)):
+            out.setdefault(int(r.suggestion_id), []).append(_approval_from_row(r))
+    return out
 
 
 def load_suggestion(conn: Connection, suggestion_id: int) -> Suggestion | None:

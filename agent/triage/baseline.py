@@ -6,11 +6,13 @@ It is the always-available floor under AI triage: it needs no network, and it al
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from datetime import datetime
 
 from ..assets import AssetIndex
 from ..models import (
     SEVERITIES,
+    DetectorProfile,
     Disposition,
     Incident,
     Provenance,
@@ -23,24 +25,10 @@ from ..models import (
 
 VERSION = "baseline-1"
 
-# How much a single detector's conclusion is worth on its own.
-DETECTOR_CONFIDENCE = {
-    "portscan": 0.85, "synflood": 0.8, "bruteforce": 0.8, "arpspoof": 0.75,
-    "dnstunnel": 0.75, "sweep": 0.7, "ids": 0.6,
-}
+# What a finding from a detector no profile describes is worth on its own.
+UNKNOWN_DETECTOR_CONFIDENCE = 0.6
 CRITICALITY_BUMP = {"low": 0, "medium": 0, "high": 1, "critical": 1}
 STALE_AFTER_S = 30 * 86400
-
-# Suggested playbooks per detector (ids in playbooks/library); the policy guard decides later.
-PLAYBOOK_FOR = {
-    "bruteforce": "block-address-nftables",
-    "portscan": "block-address-nftables",
-    "ids": "block-address-nftables",
-    "dnstunnel": "capture-incident-traffic",
-    "arpspoof": "capture-incident-traffic",
-    "synflood": "notify-webhook",
-    "sweep": "notify-webhook",
-}
 
 
 def _is_ip(text: str) -> bool:
@@ -60,11 +48,12 @@ def _bump(severity: Severity, steps: int) -> Severity:
 
 
 class BaselineAnalyst:
-    """Scores incidents without any model."""
+    """Scores incidents without any model, from what each detector declares about itself."""
 
-    def __init__(self, assets: AssetIndex, now: datetime) -> None:
+    def __init__(self, assets: AssetIndex, now: datetime, profiles: Mapping[str, DetectorProfile]) -> None:
         self.assets = assets
         self.now = now
+        self.profiles = profiles
 
     def triage(self, inc: Incident) -> TriageVerdict:
         """Produce a verdict for one incident."""
@@ -88,7 +77,7 @@ class BaselineAnalyst:
         if insider:
             reasons.append(f"source {insider[0]} is inside the site's own networks")
 
-        confidence = max(DETECTOR_CONFIDENCE.get(f.detector, 0.6) for f in findings)
+        confidence = max(self._confidence(f.detector) for f in findings)
         detectors = inc.detectors
         if len(detectors) > 1:
             confidence += 0.05 * (len(detectors) - 1)
@@ -131,12 +120,17 @@ class BaselineAnalyst:
             provenance=Provenance(analyst="baseline", analyst_version=VERSION),
         )
 
+    def _confidence(self, detector: str) -> float:
+        profile = self.profiles.get(detector)
+        return profile.confidence if profile is not None else UNKNOWN_DETECTOR_CONFIDENCE
+
     def _actions(self, inc: Incident) -> tuple[RecommendedAction, ...]:
         out: list[RecommendedAction] = []
         seen: set[str] = set()
         attackers = inc.entities().get("attacker", [])
         for det in inc.detectors:
-            playbook = PLAYBOOK_FOR.get(det)
+            profile = self.profiles.get(det)
+            playbook = profile.playbook if profile is not None else None
             if playbook is None or playbook in seen:
                 continue
             seen.add(playbook)

@@ -15,8 +15,8 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import SecretStr
 
+from ..config.triage import TriageConfig
 from ..errors import ConfigError
-from .config import TriageConfig
 
 ChatModelFactory = Callable[[TriageConfig, SecretStr | None], BaseChatModel]
 

@@ -25,11 +25,12 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from pydantic import SecretStr
 
 from ..clock import Clock
+from ..config.triage import TriageConfig
 from ..models import Incident, Provenance, TriageVerdict, severity_rank
 from .answer import Answer, MalformedAnswer, parse_answer, repair_request
 from .budget import TokenBudget
 from .cache import CacheKey, VerdictCache, cache_key
-from .config import TriageConfig, check_provider_policy, load_api_key
+from .credentials import check_provider_policy, load_api_key
 from .llm import ChatModelFactory, Reply, ask, build_chat_model, failure_reason
 from .prompt import TEMPLATE_VERSION, Prompt, build_prompt, messages_sha256, text_sha256
 

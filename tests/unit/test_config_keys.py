@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watchstander.agent.config import validate_config
+from watchstander.agent.config.load import validate_config
 from watchstander.agent.errors import ConfigError
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchstander.agent.config import AgentConfig, load_config, validate_config
+from watchstander.agent.config.load import load_config, validate_config
+from watchstander.agent.config.model import AgentConfig
 from watchstander.agent.errors import EXIT_CONFIG, ConfigError
 
 SETTINGS = settings(max_examples=150, deadline=None,

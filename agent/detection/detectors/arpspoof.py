@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from watchstander.connectors.events import ARP, Event
 
-from ..config import ArpSpoofConfig
-from ..models import Finding
+from ...config.detectors import ArpSpoofConfig
+from ...models import Finding
 from .base import Detector, Emit
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -36,6 +36,8 @@ class ArpSpoofDetector(Detector):
     kinds = (ARP,)
     techniques = ("T1557.002",)
     title = "ARP cache poisoning"
+    confidence = 0.75
+    playbook = "capture-incident-traffic"
 
     def __init__(self, config: ArpSpoofConfig, emit: Emit) -> None:
         super().__init__(config, emit)
@@ -47,8 +49,8 @@ class ArpSpoofDetector(Detector):
         """Learn from one ARP packet and judge it."""
         attrs = ev.attrs or {}
         mac, ip, target = attrs.get("hwsrc"), ev.src, ev.dst
-        if not mac or not ip or ip == ZERO_IP or not target:
-            return
+        if not mac or not isinstance(mac, str) or not ip or ip == ZERO_IP or not target:
+            return  # the decoder writes MACs as text; anything else is not an ARP record we can judge
         now, window = ev.time, self.config.window_s
         if len(self.requests) > TABLE_CAP or len(self.macs) > TABLE_CAP or len(self.ip_macs) > TABLE_CAP:
             self._forget(now)

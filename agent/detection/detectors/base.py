@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from watchstander.connectors.events import Event
 
-from ..models import Finding
+from ...models import Finding
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +19,19 @@ DEFAULT_MAX_KEYS = 200_000
 
 
 class Detector:
-    """Base class: subclasses set `id`, `kinds` and `techniques`, and implement `feed`."""
+    """Base class: subclasses declare what they are and what they suggest, and implement `feed`.
+
+    `confidence` is how much one of this detector's findings is worth on its own to the baseline
+    analyst; `playbook` is the approved playbook it suggests (None: nothing to suggest), which the
+    policy guard still decides on.
+    """
 
     id: ClassVar[str]
     kinds: ClassVar[tuple[str, ...]]
     techniques: ClassVar[tuple[str, ...]]
     title: ClassVar[str]
+    confidence: ClassVar[float]
+    playbook: ClassVar[str | None] = None
 
     def __init__(self, config: Any, emit: Emit) -> None:
         self.config = config

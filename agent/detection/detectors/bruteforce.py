@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from watchstander.connectors.events import ACK, AUTH, NETWORK, SYN, Event
 
-from ..config import BruteForceConfig
+from ...config.detectors import BruteForceConfig
 from .base import Detector, Distinct, Emit, WindowTable
 
 USER_CAP = 256
@@ -30,6 +30,8 @@ class BruteForceDetector(Detector):
     kinds = (AUTH, NETWORK)
     techniques = ("T1110.001",)
     title = "Password guessing"
+    confidence = 0.8
+    playbook = "block-address-nftables"
 
     def __init__(self, config: BruteForceConfig, emit: Emit) -> None:
         super().__init__(config, emit)

@@ -7,8 +7,8 @@ from collections import Counter
 
 from watchstander.connectors.events import DNS, Event
 
-from ..config import DnsTunnelConfig
-from ..models import Finding
+from ...config.detectors import DnsTunnelConfig
+from ...models import Finding
 from .base import Detector, Emit, WindowTable
 
 # Record types a tunnel uses to carry data back; ordinary clients rarely ask for them.
@@ -59,6 +59,8 @@ class DnsTunnelDetector(Detector):
     kinds = (DNS,)
     techniques = ("T1071.004", "T1572", "T1048")
     title = "DNS tunnelling"
+    confidence = 0.75
+    playbook = "capture-incident-traffic"
 
     def __init__(self, config: DnsTunnelConfig, emit: Emit) -> None:
         super().__init__(config, emit)

@@ -6,8 +6,8 @@ import re
 
 from watchstander.connectors.events import DETECTION, Event
 
-from ..config import IdsConfig
-from ..models import Severity
+from ...config.detectors import IdsConfig
+from ...models import Severity
 from .base import Detector, Distinct, Emit, WindowTable
 
 SEVERITY: dict[int, Severity] = {1: "high", 2: "medium", 3: "low", 4: "info"}
@@ -39,6 +39,8 @@ class IdsAlertDetector(Detector):
     kinds = (DETECTION,)
     techniques = ("T1595",)
     title = "IDS alert"
+    confidence = 0.6
+    playbook = "block-address-nftables"
 
     def __init__(self, config: IdsConfig, emit: Emit) -> None:
         super().__init__(config, emit)

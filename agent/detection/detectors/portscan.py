@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from watchstander.connectors.events import ACK, NETWORK, SYN, Event
 
-from ..config import PortScanConfig
+from ...config.detectors import PortScanConfig
 from .base import Detector, Distinct, Emit, WindowTable
 
 CAP = 65536
@@ -17,6 +17,8 @@ class PortScanDetector(Detector):
     kinds = (NETWORK,)
     techniques = ("T1046",)
     title = "Port scan"
+    confidence = 0.85
+    playbook = "block-address-nftables"
 
     def __init__(self, config: PortScanConfig, emit: Emit) -> None:
         super().__init__(config, emit)

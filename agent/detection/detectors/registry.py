@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..config import DetectorsConfig
+from ...config.detectors import DetectorsConfig
+from ...models import DetectorProfile
 from .arpspoof import ArpSpoofDetector
 from .base import Detector, Emit
 from .bruteforce import BruteForceDetector
@@ -26,6 +27,11 @@ def register(cls: type[Detector]) -> type[Detector]:
 for _cls in (BruteForceDetector, PortScanDetector, SweepDetector, ArpSpoofDetector, DnsTunnelDetector,
              SynFloodDetector, IdsAlertDetector):
     register(_cls)
+
+
+def detector_profiles() -> dict[str, DetectorProfile]:
+    """What every registered detector declares for triage: its confidence and suggested playbook."""
+    return {det_id: DetectorProfile(cls.confidence, cls.playbook) for det_id, cls in DETECTORS.items()}
 
 
 def build_detectors(config: DetectorsConfig, emit: Emit) -> list[Detector]:

@@ -6,7 +6,7 @@ import ipaddress
 
 from watchstander.connectors.events import ARP, NETWORK, Event
 
-from ..config import SweepConfig
+from ...config.detectors import SweepConfig
 from .base import Detector, Distinct, Emit, WindowTable
 
 CAP = 65536
@@ -36,6 +36,8 @@ class SweepDetector(Detector):
     kinds = (NETWORK, ARP)
     techniques = ("T1018", "T1595.001")
     title = "Host sweep"
+    confidence = 0.7
+    playbook = "notify-webhook"
 
     def __init__(self, config: SweepConfig, emit: Emit) -> None:
         super().__init__(config, emit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from watchstander.connectors.events import ACK, NETWORK, SYN, Event
 
-from ..config import SynFloodConfig
+from ...config.detectors import SynFloodConfig
 from .base import Detector, Distinct, Emit, WindowTable
 
 SOURCE_CAP = 10_000
@@ -17,6 +17,8 @@ class SynFloodDetector(Detector):
     kinds = (NETWORK,)
     techniques = ("T1499.001", "T1498.001")
     title = "SYN flood"
+    confidence = 0.8
+    playbook = "notify-webhook"
 
     def __init__(self, config: SynFloodConfig, emit: Emit) -> None:
         super().__init__(config, emit)

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from watchstander.agent import cli, cli_audit
-from watchstander.agent.audit import AuditLog
-from watchstander.agent.context import Context
+from watchstander.agent.cli import audit as cli_audit
+from watchstander.agent.cli import main as cli
+from watchstander.agent.cli.context import Context
 from watchstander.agent.errors import WatchstanderError
-from watchstander.agent.store import open_store
+from watchstander.agent.store.audit import AuditLog
+from watchstander.agent.store.schema import open_store
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +97,7 @@ def test_verify_names_the_first_broken_record(capsys, site, clock, sql, broken, 
     fill(site, clock)
     tamper(site, *sql)
     code, out, _ = run(capsys, site, "audit", "verify")
-    assert code == cli_audit.EXIT_AUDIT_BROKEN == 6
+    assert code == cli_audit.EXIT_AUDIT_BROKEN == 12
     assert out.startswith(f"broken: record {broken}: ") and why in out
 
 
@@ -147,13 +148,14 @@ def test_export_cef_lines_are_valid_and_escape_hostile_text(capsys, site, clock)
 
 
 def test_through_a_running_daemon_the_same_output(capsys, site, clock) -> None:  # type: ignore[no-untyped-def]
-    from watchstander.agent.config import load_config
+    from watchstander.agent.app.wiring import App
+    from watchstander.agent.config.load import load_config
     from watchstander.agent.control.wiring import build_control_server
 
     fill(site, clock)
     config = load_config(site / "w.toml")
     store = open_store(config.store.resolved_url())
-    server = build_control_server(config, store, clock)
+    server = build_control_server(App(config, store, clock))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -165,7 +167,7 @@ def test_through_a_running_daemon_the_same_output(capsys, site, clock) -> None: 
         assert code == 0 and [json.loads(x)["seq"] for x in out.splitlines()] == list(range(1, 8))
         tamper(site, "DELETE FROM audit_log WHERE seq = 4")
         code, out, _ = run(capsys, site, "audit", "verify")
-        assert code == 6 and out.startswith("broken: record 4: ")
+        assert code == 12 and out.startswith("broken: record 4: ")
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)

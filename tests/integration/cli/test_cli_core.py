@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from watchstander.agent.cli import main
-from watchstander.agent.demo_data import DEMO_TRUTH, write_demo_telemetry
+from watchstander.agent.cli.main import main
+from watchstander.agent.demo.data import DEMO_TRUTH, write_demo_telemetry
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +146,16 @@ def test_help_lists_every_command(capsys) -> None:  # type: ignore[no-untyped-de
     out = capsys.readouterr().out
     for cmd in ("config", "replay", "incidents", "demo", "playbooks", "guidance"):
         assert cmd in out
+
+
+def test_config_check_toml_reads_back_when_a_key_holds_a_dot(capsys, config_file) -> None:  # type: ignore[no-untyped-def]
+    """A key with a dot (a playbook id like `block.v2` under [policy.rate_limits]) is quoted, not split."""
+    import tomllib
+
+    cfg = config_file('[policy.rate_limits]\n"block.v2" = 3\n"a-b_c" = 1\n'
+                      '[policy.defaults."site.fw"]\nfirewall = "fw1"\n')
+    code, out, _ = run(capsys, "config", "check", "--config", str(cfg))
+    assert code == 0
+    back = tomllib.loads(out)
+    assert back["policy"]["rate_limits"] == {"block.v2": 3, "a-b_c": 1}
+    assert back["policy"]["defaults"] == {"site.fw": {"firewall": "fw1"}}

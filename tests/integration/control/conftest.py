@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from watchstander.agent.control.config import ControlConfig
+from watchstander.agent.config.control import ControlConfig
 from watchstander.agent.control.registry import MethodRegistry
 from watchstander.agent.control.server import ControlServer
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from watchstander.agent.config.control import RolesConfig
 from watchstander.agent.control.client import ControlClient
-from watchstander.agent.control.config import RolesConfig
 from watchstander.agent.control.errors import InvalidParams, PermissionDenied, RemoteError
 from watchstander.agent.control.identity import Identity, PeerCredentials, make_resolver
 from watchstander.agent.control.registry import MethodRegistry
@@ -24,14 +24,15 @@ def test_roles_are_declared_once() -> None:
 
 
 def test_a_real_queue_over_the_socket(control_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from watchstander.agent.app.wiring import App
     from watchstander.agent.clock import system_clock
-    from watchstander.agent.config import validate_config
+    from watchstander.agent.config.load import validate_config
     from watchstander.agent.control.wiring import build_registry
-    from watchstander.agent.store import open_store
+    from watchstander.agent.store.schema import open_store
 
     store = open_store(f"sqlite:///{tmp_path / 'w.db'}")
     try:
-        registry = build_registry(validate_config({}), store, system_clock)
+        registry = build_registry(App(validate_config({}), store, system_clock))
         srv = control_server(registry)
         client = ControlClient(srv.path)
         assert client.call("suggestions.list") == {"suggestions": []}

@@ -11,11 +11,17 @@ from typing import Any
 
 import pytest
 
-from watchstander.agent.context import Context
+from watchstander.agent.cli.context import Context
+from watchstander.agent.config.control import RolesConfig
 from watchstander.agent.control.client import ControlClient, via_daemon_or_local
-from watchstander.agent.control.config import RolesConfig
 from watchstander.agent.control.errors import (
-    EXIT_NOPERM, ControlError, DaemonNotRunning, InvalidParams, NoRole, PermissionDenied, RemoteError,
+    EXIT_NOPERM,
+    ControlError,
+    DaemonNotRunning,
+    InvalidParams,
+    NoRole,
+    PermissionDenied,
+    RemoteError,
     UnknownMethod,
 )
 from watchstander.agent.control.identity import Identity, PeerCredentials, make_resolver

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from watchstander.agent.config import validate_config
-from watchstander.agent.daemon import Daemon
-from watchstander.agent.incident_store import IncidentRepository
-from watchstander.agent.store import open_store
+from watchstander.agent.app.wiring import App
+from watchstander.agent.config.load import validate_config
+from watchstander.agent.daemon.daemon import Daemon
+from watchstander.agent.store.incidents import IncidentStore
+from watchstander.agent.store.schema import open_store
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def test_daemon_ingests_udp_tcp_and_followed_files(tmp_path: Path, clock) -> Non
     store = open_store(cfg.store.resolved_url())
 
     async def scenario() -> None:
-        daemon = Daemon(cfg, store, clock)
+        daemon = Daemon(App(cfg, store, clock))
         await daemon.start()
         udp_port = daemon.bound["udp"][0][1]
         tcp_port = daemon.bound["tcp"][0][1]
@@ -65,12 +66,12 @@ def test_daemon_ingests_udp_tcp_and_followed_files(tmp_path: Path, clock) -> Non
                  "alert": {"signature": "ET EXPLOIT test", "signature_id": 9, "category": "x", "severity": 1}}
         with open(eve, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(alert) + "\n")
-        repo = IncidentRepository(store, clock)
+        repo = IncidentStore(store, clock)
         await _wait_for(lambda: len(repo.list()) >= 3)
         await daemon.stop()
 
     asyncio.run(scenario())
-    incidents = IncidentRepository(store, clock).list()
+    incidents = IncidentStore(store, clock).list()
     attackers = {a for i in incidents for a in i.entities().get("attacker", [])}
     assert {"192.0.2.10", "192.0.2.20", "203.0.113.9"} <= attackers
     store.close()
@@ -82,7 +83,7 @@ def test_later_activity_updates_the_same_incident(tmp_path: Path, clock) -> None
     store = open_store(cfg.store.resolved_url())
 
     async def scenario() -> None:
-        daemon = Daemon(cfg, store, clock)
+        daemon = Daemon(App(cfg, store, clock))
         await daemon.start()
         lines = brute_force_lines("192.0.2.30", 40)
         daemon.feed(daemon_events(lines[:15], clock))
@@ -92,7 +93,7 @@ def test_later_activity_updates_the_same_incident(tmp_path: Path, clock) -> None
         await daemon.stop()
 
     asyncio.run(scenario())
-    (inc,) = IncidentRepository(store, clock).list()
+    (inc,) = IncidentStore(store, clock).list()
     assert inc.counts()["failed_logins"] == 40
     store.close()
 
@@ -115,14 +116,14 @@ def test_run_command_as_a_process_stops_cleanly_on_sigterm(tmp_path: Path) -> No
     cfg.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "w.db"}"\n[sources]\nsyslog_udp = ["127.0.0.1:{port}"]\n'
                    f'flush_s = 0.2\n[control]\nsocket = "{sock_dir}/c.sock"\n'
                    f'socket_group = "{grp.getgrgid(os.getgid()).gr_name}"\n', encoding="utf-8")
-    with subprocess.Popen([sys.executable, "-m", "watchstander.agent.cli", "run", "--config", str(cfg)],
+    with subprocess.Popen([sys.executable, "-m", "watchstander.agent.cli.main", "run", "--config", str(cfg)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
         _drive(proc, port, sock_dir)
     store = open_store(f"sqlite:///{tmp_path / 'w.db'}")
     from watchstander.agent.clock import system_clock
 
-    incidents = IncidentRepository(store, system_clock).list()
+    incidents = IncidentStore(store, system_clock).list()
     store.close()
     assert any("192.0.2.40" in i.entities().get("attacker", []) for i in incidents)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from scapy.utils import RawPcapReader
 
-from watchstander.agent.demo_data import write_bench_pcap, write_demo_telemetry
+from watchstander.agent.demo.data import write_bench_pcap, write_demo_telemetry
 from watchstander.connectors.packets import PacketDecoder, read_packets
 from watchstander.connectors.skips import SkipCounter
 

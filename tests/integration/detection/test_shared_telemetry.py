@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from watchstander.agent.config import AgentConfig
-from watchstander.agent.ingest import replay
+from watchstander.agent.app.replay import replay
+from watchstander.agent.app.wiring import App
+from watchstander.agent.config.model import AgentConfig
 from watchstander.agent.models import Incident
-from watchstander.agent.store import open_store
+from watchstander.agent.store.schema import open_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.shared]
 
@@ -53,7 +54,7 @@ def incidents_for(shared: Path, rel: str, tmp_path_factory: pytest.TempPathFacto
         db = tmp_path_factory.mktemp("replay") / "w.db"
         store = open_store(f"sqlite:///{db}")
         try:
-            report = replay([shared / rel], AgentConfig(), store, clock, "test")
+            report = replay(App(AgentConfig(), store, clock), [shared / rel], "test")
         finally:
             store.close()
         assert sum(report.detector_failures.values()) == 0, report.detector_failures
@@ -122,8 +123,8 @@ def test_openssh_log_counts_each_attempt_once(shared_telemetry, tmp_path_factory
 def test_replaying_the_same_file_twice_updates_the_same_incident(shared_telemetry, tmp_path, clock) -> None:  # type: ignore[no-untyped-def]
     store = open_store(f"sqlite:///{tmp_path / 'w.db'}")
     try:
-        first = replay([shared_telemetry / "pcaps/sshguess.pcap"], AgentConfig(), store, clock, "test")
-        second = replay([shared_telemetry / "pcaps/sshguess.pcap"], AgentConfig(), store, clock, "test")
+        first = replay(App(AgentConfig(), store, clock), [shared_telemetry / "pcaps/sshguess.pcap"], "test")
+        second = replay(App(AgentConfig(), store, clock), [shared_telemetry / "pcaps/sshguess.pcap"], "test")
     finally:
         store.close()
     assert [i.id for i in first.incidents] == [i.id for i in second.incidents]
@@ -132,8 +133,8 @@ def test_replaying_the_same_file_twice_updates_the_same_incident(shared_telemetr
 
 def test_every_detector_has_real_and_generated_samples() -> None:
     """Each registered detector is exercised by a real capture or log here and by the demo data."""
-    from watchstander.agent.demo_data import DEMO_TRUTH
-    from watchstander.agent.detectors.registry import DETECTORS
+    from watchstander.agent.demo.data import DEMO_TRUTH
+    from watchstander.agent.detection.detectors.registry import DETECTORS
 
     assert set(DETECTORS) <= {a[1] for a in ATTACKS}
     assert set(DETECTORS) <= {t[0] for t in DEMO_TRUTH}

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from watchstander.agent.cli import main
-from watchstander.agent.demo_data import DEMO_ASSETS
+from watchstander.agent.cli.main import main
+from watchstander.agent.demo.data import DEMO_ASSETS
 from watchstander.playbooks import load_library
 
 _TRIAGE_CONFTEST = Path(__file__).resolve().parents[1] / "triage" / "conftest.py"
@@ -61,7 +61,7 @@ firewall = "fw-dmz"
 
 @dataclass
 class Site:
-    """One site's config and store, used only through `watchstander.agent.cli.main`."""
+    """One site's config and store, used only through `watchstander.agent.cli.main.main`."""
 
     root: Path
     config: Path

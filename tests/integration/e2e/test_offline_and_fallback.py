@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from watchstander.agent.demo_data import write_demo_telemetry
+from watchstander.agent.demo.data import write_demo_telemetry
 
 pytestmark = pytest.mark.integration
 

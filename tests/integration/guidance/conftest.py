@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from watchstander.agent.cli import main
+from watchstander.agent.cli.main import main
 
 
 @pytest.fixture

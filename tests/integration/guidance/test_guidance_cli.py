@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from watchstander.agent.audit import AuditLog
+from watchstander.agent.cli.context import Context
 from watchstander.agent.clock import fixed_clock
-from watchstander.agent.context import Context
+from watchstander.agent.store.audit import AuditLog
 
 pytestmark = pytest.mark.integration
 Cli = Callable[..., int]
@@ -217,12 +217,12 @@ def test_operational_evidence_without_agent_tables(cli: Cli, tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_demo_report_renders(write_config: Callable[..., Path], tmp_path: Path) -> None:
-    from watchstander.agent.cli_guidance import write_demo_report
+    from watchstander.agent.app.compliance import write_demo_report
 
     config = write_config()
     ctx = Context(config_path=config, clock=fixed_clock(datetime(2026, 7, 20, 12, tzinfo=timezone.utc)))
     try:
-        files = write_demo_report(ctx, tmp_path / "demo", date(2026, 7, 20))
+        files = write_demo_report(ctx.app, tmp_path / "demo", date(2026, 7, 20), actor=ctx.identity)
     finally:
         ctx.close()
     assert [f.suffix for f in files] == [".html", ".pdf", ".json"]

@@ -49,10 +49,11 @@ def test_extract_agrees_with_the_eo14409_catalogue(cli: Callable[..., int], caps
         pytest.skip(f"EO 14409 text not found under {SHARED_ORDERS.resolve()} (shared/ sits beside the repo)")
     assert cli("guidance", "extract", str(files[0]), "--signed", "2026-06-02", "--format", "json") == 0
     found = {(i["section"], i["due"]) for i in json.loads(capsys.readouterr().out)}
-    from watchstander.guidance.catalogue import shipped_catalogues
-    from watchstander.guidance.tracker import track
-    from watchstander.guidance.config import GuidanceConfig
     from datetime import date
+
+    from watchstander.guidance.catalogue import shipped_catalogues
+    from watchstander.guidance.config import GuidanceConfig
+    from watchstander.guidance.tracker import track
 
     eo = [c for c in shipped_catalogues() if c.id == "eo14409"]
     expected = {(r.obligation.section, r.due.isoformat()) for r in track(eo, {}, {}, date(2026, 6, 2), GuidanceConfig())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from watchstander.agent.cli import main
+from watchstander.agent.cli.main import main
 from watchstander.agent.clock import system_clock
-from watchstander.agent.demo_data import write_demo_telemetry
+from watchstander.agent.demo.data import write_demo_telemetry
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from watchstander.agent.app.compliance import run_reminders
+from watchstander.agent.cli.context import Context
 from watchstander.agent.clock import fixed_clock
-from watchstander.agent.cli_guidance import run_reminders
-from watchstander.agent.context import Context
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ def test_reminders_reach_smtp_webhook_and_journal_once(write_config: Callable[..
     ctx = _context(write_config, port, hook, datetime(2026, 7, 3, 12, tzinfo=timezone.utc))
     try:
         with caplog.at_level(logging.INFO, logger="watchstander.guidance.reminders"):
-            reminders, result = run_reminders(ctx, date(2026, 7, 3))
+            reminders, result = run_reminders(ctx.app, date(2026, 7, 3))
         assert result.failed == {}
         keys = {(m.obligation_id, m.key) for m in reminders}
         assert ("eo14409-2b", "overdue-2026-07-03") in keys and ("nspm12-6a", "before-14d") in keys
@@ -124,10 +124,10 @@ def test_reminders_reach_smtp_webhook_and_journal_once(write_config: Callable[..
         assert any("OVERDUE" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
         # Running again the same day sends nothing new anywhere; the next day brings new overdue reminders.
-        _, again = run_reminders(ctx, date(2026, 7, 3))
+        _, again = run_reminders(ctx.app, date(2026, 7, 3))
         assert again.sent == {"journal": 0, "webhook": 0, "email": 0}
         assert len(inbox.messages) == 1 and len(received) == 1
-        _, next_day = run_reminders(ctx, date(2026, 7, 4))
+        _, next_day = run_reminders(ctx.app, date(2026, 7, 4))
         assert next_day.sent["email"] > 0 and len(inbox.messages) == 2
         assert ctx.audit.verify().ok
     finally:
@@ -141,10 +141,10 @@ def test_a_failing_webhook_is_retried_next_run(write_config: Callable[..., Path]
     answer[0] = 503
     ctx = _context(write_config, port, hook, datetime(2026, 7, 3, 12, tzinfo=timezone.utc))
     try:
-        _, result = run_reminders(ctx, date(2026, 7, 3))
+        _, result = run_reminders(ctx.app, date(2026, 7, 3))
         assert "HTTP 503" in result.failed["webhook"] and result.sent["email"] > 0
         answer[0] = 200
-        _, retry = run_reminders(ctx, date(2026, 7, 3))
+        _, retry = run_reminders(ctx.app, date(2026, 7, 3))
         assert retry.failed == {} and retry.sent["webhook"] > 0 and retry.sent["email"] == 0
         assert len(received) == 2 and len(inbox.messages) == 1
     finally:
@@ -155,7 +155,7 @@ def test_unreachable_smtp_is_reported(write_config: Callable[..., Path], webhook
     hook, _, _ = webhook_server
     ctx = _context(write_config, _free_port(), hook, datetime(2026, 7, 3, 12, tzinfo=timezone.utc))
     try:
-        _, result = run_reminders(ctx, date(2026, 7, 3))
+        _, result = run_reminders(ctx.app, date(2026, 7, 3))
         assert "email" in result.failed and result.sent["webhook"] > 0
     finally:
         ctx.close()
@@ -177,7 +177,7 @@ def test_apscheduler_job_delivers(write_config: Callable[..., Path], smtp_server
 
     def job() -> None:
         try:
-            outcome.append(run_reminders(ctx, ctx.clock().date()))
+            outcome.append(run_reminders(ctx.app, ctx.clock().date()))
         finally:
             done.set()
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from watchstander.agent.audit import AuditLog
 from watchstander.agent.clock import fixed_clock
-from watchstander.agent.playbook_store import ApprovalStore
-from watchstander.agent.store import Store, open_store
+from watchstander.agent.store.approvals import ApprovalStore
+from watchstander.agent.store.audit import AuditLog
+from watchstander.agent.store.engine import Store
+from watchstander.agent.store.schema import open_store
 from watchstander.playbooks import library_dir
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

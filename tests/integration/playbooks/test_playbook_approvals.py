@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from watchstander.agent.audit import AuditLog
 from watchstander.agent.clock import fixed_clock
-from watchstander.agent.playbook_store import ApprovalStatus, ApprovalStore
-from watchstander.agent.store import Store, open_store
+from watchstander.agent.store.approvals import ApprovalStatus, ApprovalStore
+from watchstander.agent.store.audit import AuditLog
+from watchstander.agent.store.engine import Store
+from watchstander.agent.store.schema import open_store
 from watchstander.playbooks import NotApprovedError, load_playbook
 
 pytestmark = pytest.mark.integration

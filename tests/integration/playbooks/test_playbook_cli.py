@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from watchstander.agent.audit import AuditLog
-from watchstander.agent.cli import main
+from watchstander.agent.cli.main import main
 from watchstander.agent.errors import EXIT_INPUT, EXIT_NOT_FOUND, EXIT_OK
-from watchstander.agent.store import open_store
+from watchstander.agent.store.audit import AuditLog
+from watchstander.agent.store.schema import open_store
 from watchstander.playbooks import library_dir
 
 pytestmark = pytest.mark.integration

@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 
-import watchstander.agent.review_store  # noqa: F401  (registers the "review" store component)
-from watchstander.agent.audit import AuditLog
-from watchstander.agent.config import Asset
+import watchstander.agent.store.suggestions  # noqa: F401  (registers the "review" store component)
+from watchstander.agent.config.model import Asset
+from watchstander.agent.config.policy import PolicyConfig
 from watchstander.agent.models import Incident, Provenance, RecommendedAction, TriageVerdict
-from watchstander.agent.playbook_store import ApprovalStore
-from watchstander.agent.policy.config import PolicyConfig
 from watchstander.agent.policy.guard import PolicyGuard
 from watchstander.agent.policy.review import ReviewQueue
-from watchstander.agent.store import Store, open_store
+from watchstander.agent.store.approvals import ApprovalStore
+from watchstander.agent.store.audit import AuditLog
+from watchstander.agent.store.engine import Store
+from watchstander.agent.store.schema import open_store
 from watchstander.playbooks import library_dir, load_library
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from watchstander.agent import cli_suggestions
-from watchstander.agent.cli import common_parent
-from watchstander.agent.context import Context
+from watchstander.agent.cli import suggestions as cli_suggestions
+from watchstander.agent.cli.context import Context
+from watchstander.agent.cli.main import common_parent
 from watchstander.agent.errors import WatchstanderError
 from watchstander.agent.models import Incident, Provenance, RecommendedAction, TriageVerdict
-from watchstander.agent.playbook_store import ApprovalStore
+from watchstander.agent.store.approvals import ApprovalStore
 from watchstander.playbooks import load_library
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from watchstander.agent.audit import AuditLog
+from watchstander.agent.store.audit import AuditLog
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,22 @@ from typing import Any
 
 import pytest
 
-from watchstander.agent.audit import AuditLog, canonical
-from watchstander.agent.playbook_store import ApprovalStore
 from watchstander.agent.policy.errors import (
-    AlreadyDecided, ConcurrentUpdate, DuplicateApprover, IllegalTransition, ParametersRefused,
-    ParametersTampered, PlaybookChanged, RequesterCannotApprove, SuggestionExpired, SuggestionNotFound,
+    AlreadyDecided,
+    ConcurrentUpdate,
+    DuplicateApprover,
+    IllegalTransition,
+    ParametersRefused,
+    ParametersTampered,
+    PlaybookChanged,
+    RequesterCannotApprove,
+    SuggestionExpired,
+    SuggestionNotFound,
     SuggestionSuperseded,
 )
-from watchstander.agent.review_store import params_digest
+from watchstander.agent.store.approvals import ApprovalStore
+from watchstander.agent.store.audit import AuditLog, canonical
+from watchstander.agent.store.suggestions import params_digest
 from watchstander.playbooks import load_library
 
 pytestmark = pytest.mark.integration
@@ -283,7 +291,7 @@ def test_parameters_changed_after_approval_fail_the_claim(policy: Any, db_path: 
 
 
 def test_newly_protected_target_fails_approval(policy: Any, make_policy: Any, mk: Any) -> None:
-    from watchstander.agent.config import Asset
+    from watchstander.agent.config.model import Asset
 
     s = _suggest(policy, mk)
     stricter = make_policy(assets=[Asset(cidr="203.0.113.0/24", name="partner", protected=True)])

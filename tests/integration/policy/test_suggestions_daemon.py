@@ -26,18 +26,19 @@ from typing import Any
 
 import pytest
 
-from watchstander.agent import cli_suggestions
-from watchstander.agent.cli import main
+from watchstander.agent.app.wiring import App
+from watchstander.agent.cli import suggestions as cli_suggestions
+from watchstander.agent.cli.context import Context
+from watchstander.agent.cli.main import main
 from watchstander.agent.clock import Clock, system_clock
-from watchstander.agent.config import load_config
-from watchstander.agent.context import Context
+from watchstander.agent.config.load import load_config
 from watchstander.agent.control.errors import RemoteError
 from watchstander.agent.control.identity import Identity, PeerCredentials, Role
 from watchstander.agent.control.wiring import build_control_server
 from watchstander.agent.models import Incident, Provenance, RecommendedAction, TriageVerdict
-from watchstander.agent.playbook_store import ApprovalStore
 from watchstander.agent.policy.errors import SuggestionExpired
-from watchstander.agent.store import open_store
+from watchstander.agent.store.approvals import ApprovalStore
+from watchstander.agent.store.schema import open_store
 from watchstander.playbooks import load_library
 
 pytestmark = pytest.mark.integration
@@ -121,7 +122,7 @@ def daemon(site: Site) -> Iterator[Callable[[], None]]:
     def start() -> None:
         config = load_config(site.config)
         store = open_store(config.store.resolved_url())
-        server = build_control_server(config, store, system_clock, resolver=site.resolve)
+        server = build_control_server(App(config, store, system_clock), resolver=site.resolve)
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="suggestions-daemon", daemon=True)
         thread.start()

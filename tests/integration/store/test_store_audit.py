@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from watchstander.agent.audit import AuditLog
 from watchstander.agent.errors import StoreError
-from watchstander.agent.store import open_store
+from watchstander.agent.store.audit import AuditLog
+from watchstander.agent.store.schema import open_store
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,7 @@ def test_reordering_rows_is_caught(db: Path, clock) -> None:  # type: ignore[no-
 
 
 def test_rewriting_a_record_with_a_fresh_hash_breaks_the_next_link(db: Path, clock) -> None:  # type: ignore[no-untyped-def]
-    from watchstander.agent.audit import record_hash
+    from watchstander.agent.store.audit import record_hash
 
     log = filled(db, clock)
     with sqlite3.connect(db) as conn:

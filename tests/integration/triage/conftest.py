@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from watchstander.agent.assets import AssetIndex
+from watchstander.agent.config.triage import TriageConfig
+from watchstander.agent.detection.detectors.registry import detector_profiles
 from watchstander.agent.models import Finding, Incident, TriageVerdict
 from watchstander.agent.triage.baseline import BaselineAnalyst
-from watchstander.agent.triage.config import TriageConfig
 from watchstander.agent.triage.service import TriageService
 from watchstander.playbooks import load_library
 
@@ -199,7 +200,7 @@ def make_incident(attacker: str = "198.51.100.23", victim: str = "10.20.0.22", *
 
 def baseline_for(incident: Incident) -> TriageVerdict:
     """The baseline analyst's verdict at NOW with no assets configured."""
-    return BaselineAnalyst(AssetIndex(()), NOW).triage(incident)
+    return BaselineAnalyst(AssetIndex(()), NOW, detector_profiles()).triage(incident)
 
 
 GOOD = {

@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from watchstander.agent.assets import AssetIndex
-from watchstander.agent.config import AgentConfig, Asset
-from watchstander.agent.correlator import Correlator, refresh_summary
-from watchstander.agent.demo_data import write_demo_telemetry
+from watchstander.agent.config.model import AgentConfig, Asset
+from watchstander.agent.demo.data import write_demo_telemetry
+from watchstander.agent.detection.correlator import Correlator, refresh_summary
+from watchstander.agent.detection.detectors.registry import detector_profiles
+from watchstander.agent.detection.pipeline import Pipeline
 from watchstander.agent.models import Finding, Incident
-from watchstander.agent.pipeline import Pipeline, open_events
 from watchstander.agent.triage.baseline import BaselineAnalyst
+from watchstander.connectors.formats import open_file
 from watchstander.connectors.skips import SkipCounter
 
 pytestmark = pytest.mark.integration
@@ -45,7 +47,7 @@ def correlate(files: list[Path], config: AgentConfig, clock: Any) -> list[Incide
     """Detection and correlation as replay runs them, without the store."""
     pipeline = Pipeline(config.detectors)
     for path in files:
-        _fmt, events = open_events(path, clock, SkipCounter(logging.getLogger("test"), str(path)))
+        _fmt, events = open_file(path, clock, SkipCounter(logging.getLogger("test"), str(path)))
         pipeline.feed_all(events)
     # An IDS alert about the demo's port scanner, so one incident holds two findings.
     t = clock().timestamp() - 1800
@@ -69,7 +71,7 @@ def test_replay_makes_one_model_call_and_one_verdict_per_incident(make_service, 
 
     llm_server.script(then=kit.dynamic(analyst))
     svc = make_service()
-    base = BaselineAnalyst(AssetIndex(config.assets), kit.now)
+    base = BaselineAnalyst(AssetIndex(config.assets), kit.now, detector_profiles())
     verdicts = {inc.fingerprint: svc.triage(inc, base.triage(inc), {}) for inc in incidents}
 
     assert llm_server.calls == len(incidents)

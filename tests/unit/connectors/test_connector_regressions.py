@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from watchstander.connectors.errors import SourceError, UnknownFormatError
 from watchstander.connectors.events import AUTH, DNS
 from watchstander.connectors.ids import eve_event, read_eve
 from watchstander.connectors.sniff import sniff
-from watchstander.connectors.errors import SourceError, UnknownFormatError
 from watchstander.connectors.syslog import SyslogParser, SyslogSource
 
 from .conftest import fixed_clock, new_skips

@@ -13,8 +13,17 @@ from hypothesis import strategies as st
 from watchstander.connectors.errors import SourceError
 from watchstander.connectors.events import ARP, AUTH, DNS, KINDS, NETWORK, Event
 from watchstander.connectors.packets import (
-    LINK_ETHERNET, LINK_IPV4, LINK_IPV6, LINK_LOOP, LINK_NULL, LINK_RAW, LINK_RAW_OLD, LINK_SLL, LINK_SLL2,
-    PacketDecoder, read_packets,
+    LINK_ETHERNET,
+    LINK_IPV4,
+    LINK_IPV6,
+    LINK_LOOP,
+    LINK_NULL,
+    LINK_RAW,
+    LINK_RAW_OLD,
+    LINK_SLL,
+    LINK_SLL2,
+    PacketDecoder,
+    read_packets,
 )
 
 from .conftest import new_skips

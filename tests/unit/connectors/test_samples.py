@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from watchstander.connectors.dnsnames import read_dns_names
 from watchstander.connectors.events import Event
-from watchstander.connectors.ids import read_eve
+from watchstander.connectors.formats import FORMATS
 from watchstander.connectors.skips import SkipCounter
 from watchstander.connectors.sniff import sniff
-from watchstander.connectors.syslog import read_syslog
 
 from .conftest import fixed_clock, new_skips
 
@@ -24,15 +22,11 @@ SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 SIDECARS = sorted(SAMPLES.glob("*.expected.json"))
 
 
-def _read(reader: str, path: Path, spec: dict[str, Any], skips: SkipCounter) -> Iterator[Event]:
-    if reader == "syslog":
-        now = datetime.fromisoformat(spec["now"].replace("Z", "+00:00"))
-        return read_syslog(path, fixed_clock(now), source="s", skips=skips)
-    if reader == "eve":
-        return read_eve(path, source="s", skips=skips)
-    if reader == "dnsnames":
-        return read_dns_names(path, source="s", skips=skips)
-    raise AssertionError(f"unknown reader {reader!r} in {path.name}.expected.json")
+def _read(reader: str, path: Path, spec: dict[str, Any], skips: SkipCounter) -> Iterable[Event]:
+    if reader not in FORMATS:
+        raise AssertionError(f"unknown reader {reader!r} in {path.name}.expected.json")
+    now = datetime.fromisoformat(spec.get("now", "2026-01-01T00:00:00Z").replace("Z", "+00:00"))
+    return FORMATS[reader].read_file(path, fixed_clock(now), skips, source="s")
 
 
 def _iso(text: str) -> float:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from watchstander.agent.config import validate_config
-from watchstander.agent.control.config import RolesConfig
+from watchstander.agent.config.control import RolesConfig
+from watchstander.agent.config.load import validate_config
 from watchstander.agent.control.errors import (
-    InvalidParams, NoRole, PermissionDenied, ProtocolError, RemoteError, UnknownMethod, error_code, from_wire,
+    InvalidParams,
+    NoRole,
+    PermissionDenied,
+    ProtocolError,
+    RemoteError,
+    UnknownMethod,
+    error_code,
+    from_wire,
 )
 from watchstander.agent.control.identity import Identity, PeerCredentials, make_resolver, roles_for
 from watchstander.agent.control.protocol import decode_request

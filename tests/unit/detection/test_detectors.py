@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchstander.agent.config import DETECTOR_IDS, DetectorsConfig
-from watchstander.agent.detectors.dnstunnel import base_domain, entropy
-from watchstander.agent.detectors.registry import DETECTORS, build_detectors, register
-from watchstander.agent.detectors.sweep import covering_network
+from watchstander.agent.config.detectors import DETECTOR_IDS, DetectorsConfig
+from watchstander.agent.detection.detectors.dnstunnel import base_domain, entropy
+from watchstander.agent.detection.detectors.registry import DETECTORS, build_detectors, register
+from watchstander.agent.detection.detectors.sweep import covering_network
+from watchstander.agent.detection.pipeline import Pipeline
 from watchstander.agent.models import Finding
-from watchstander.agent.pipeline import Pipeline
 from watchstander.connectors.events import ACK, ARP, AUTH, DETECTION, DNS, KINDS, NETWORK, SYN, Event
 
 

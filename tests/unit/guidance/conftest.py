@@ -12,6 +12,7 @@ from watchstander.guidance.catalogue import load_catalogues
 from watchstander.guidance.config import GuidanceConfig
 from watchstander.guidance.model import Catalogue
 
+
 @pytest.fixture(scope="session")
 def shipped() -> list[Catalogue]:
     """The shipped catalogues, loaded and validated once."""

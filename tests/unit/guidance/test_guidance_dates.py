@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watchstander.guidance.dates import add_months, add_period, federal_holidays, non_working_reason, parse_iso_date, subtract_period
+from watchstander.guidance.dates import (
+    add_months,
+    add_period,
+    federal_holidays,
+    non_working_reason,
+    parse_iso_date,
+    subtract_period,
+)
 from watchstander.guidance.rules import Period
 
 

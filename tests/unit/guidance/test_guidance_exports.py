@@ -21,8 +21,14 @@ from jsonschema import validators
 from watchstander.guidance.config import GuidanceConfig
 from watchstander.guidance.model import Catalogue
 from watchstander.guidance.oscal import poam_document
-from watchstander.guidance.report import (OperationalEvidence, Report, build_report, format_duration, report_json,
-                                          report_json_schema)
+from watchstander.guidance.report import (
+    OperationalEvidence,
+    Report,
+    build_report,
+    format_duration,
+    report_json,
+    report_json_schema,
+)
 from watchstander.guidance.report_csv import COLUMNS, report_csv
 from watchstander.guidance.report_html import report_html
 from watchstander.guidance.tracker import Evidence, Note, TrackingState, summarize, track

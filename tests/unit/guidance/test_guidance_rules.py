@@ -9,8 +9,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from watchstander.guidance.errors import RuleSyntaxError
-from watchstander.guidance.rules import (AfterAnchor, DateStart, EventStart, NoDeadline, ObligationStart, OnDate,
-                                         OrderStart, Period, Recurring, format_rule, parse_rule)
+from watchstander.guidance.rules import (
+    AfterAnchor,
+    DateStart,
+    EventStart,
+    NoDeadline,
+    ObligationStart,
+    OnDate,
+    OrderStart,
+    Period,
+    Recurring,
+    format_rule,
+    parse_rule,
+)
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watchstander.agent.config import Asset, validate_config
+from watchstander.agent.config.load import validate_config
+from watchstander.agent.config.model import Asset
+from watchstander.agent.config.policy import PolicyConfig
 from watchstander.agent.errors import ConfigError
-from watchstander.agent.policy.config import PolicyConfig
 from watchstander.agent.policy.errors import AlreadyDecided, SuggestionExpired, SuggestionSuperseded
 from watchstander.agent.policy.guard import telemetry_texts, text_problem
 from watchstander.agent.policy.review import TRANSITIONS, state_error

@@ -13,9 +13,10 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from watchstander.agent.assets import AssetIndex
+from watchstander.agent.config.triage import TriageConfig
+from watchstander.agent.detection.detectors.registry import detector_profiles
 from watchstander.agent.models import Finding, Incident, TriageVerdict
 from watchstander.agent.triage.baseline import BaselineAnalyst
-from watchstander.agent.triage.config import TriageConfig
 from watchstander.agent.triage.service import TriageService
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -41,7 +42,7 @@ def make_incident(attacker: str = "198.51.100.23", *, count: int = 40, title: st
 
 def baseline_for(incident: Incident) -> TriageVerdict:
     """The baseline analyst's verdict at NOW."""
-    return BaselineAnalyst(AssetIndex(()), NOW).triage(incident)
+    return BaselineAnalyst(AssetIndex(()), NOW, detector_profiles()).triage(incident)
 
 
 def reply(content: dict[str, Any] | str, input_tokens: int = 100, output_tokens: int = 20) -> AIMessage:

@@ -6,9 +6,14 @@ import json
 
 import pytest
 
-from watchstander.agent.detectors.registry import DETECTORS
-from watchstander.agent.triage.answer import MalformedAnswer, extract_json, parameter_value, parse_answer, \
-    repair_request
+from watchstander.agent.detection.detectors.registry import DETECTORS
+from watchstander.agent.triage.answer import (
+    MalformedAnswer,
+    extract_json,
+    parameter_value,
+    parse_answer,
+    repair_request,
+)
 from watchstander.agent.triage.attack_ids import KNOWN_TECHNIQUES, _parse, is_known
 from watchstander.playbooks.inputs import SAFE_VALUE
 

@@ -83,7 +83,7 @@ def test_bound_limits_depth_items_and_strings() -> None:
 
 def test_asset_context_names_known_addresses_only(kit) -> None:
     from watchstander.agent.assets import AssetIndex
-    from watchstander.agent.config import Asset
+    from watchstander.agent.config.model import Asset
     from watchstander.agent.triage.site import asset_context
 
     index = AssetIndex([Asset(cidr="10.20.0.0/24", name="dmz", criticality="high", protected=True)])

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from watchstander.agent.config import validate_config
+from watchstander.agent.config.load import validate_config
+from watchstander.agent.config.triage import TriageConfig
 from watchstander.agent.errors import ConfigError
 from watchstander.agent.triage.budget import TokenBudget
 from watchstander.agent.triage.cache import evidence_version
-from watchstander.agent.triage.config import TriageConfig, check_provider_policy, load_api_key
+from watchstander.agent.triage.credentials import check_provider_policy, load_api_key
 from watchstander.agent.triage.service import TriageService
 
 SECRET = "sk-unit-SECRET-7d2e40"

@@ -1,0 +1,1 @@
+"""The application floor: the one composition root and the use cases (replay, decide, evidence)."""

@@ -1,0 +1,1 @@
+"""The `watchstander` command line: one module per command group, thin over the application floor."""

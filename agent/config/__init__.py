@@ -1,0 +1,1 @@
+"""Configuration: one frozen base model, the section models, and loading from TOML files."""

@@ -1,0 +1,64 @@
+"""Sources: what feeds the daemon events. One small interface, one registry, one line per source kind.
+
+A source is started on the daemon's event loop with a `Sink`; it hands events to the sink and
+keeps its own counters. Sources that run in a thread of their own (a live capture, say) use
+`Sink.feed_threadsafe`, which hops onto the loop, so detectors only ever run on the loop thread.
+
+Adding a source kind: a module in this package with a class that implements `Source` and a
+`SourceFactory` that builds its instances from the config, its keys in `[sources]`, and one row in
+`registry.SOURCE_KINDS` (the daemon itself needs no change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from watchstander.connectors.events import Event
+
+from ..clock import Clock
+from ..config.model import SourcesConfig
+
+
+class Sink:
+    """Where sources put events: the daemon's detectors, always on the event loop's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, feed: Callable[[Iterable[Event]], None]) -> None:
+        self.loop = loop
+        self.feed = feed
+
+    def feed_threadsafe(self, events: list[Event]) -> None:
+        """Hand events over from another thread; they are fed on the loop, in order."""
+        self.loop.call_soon_threadsafe(self.feed, events)
+
+
+class Source(Protocol):
+    """One running input of the daemon."""
+
+    name: str
+    counters: Counter[str]
+
+    async def start(self, sink: Sink) -> None:
+        """Open sockets or files and begin handing events to `sink`; raises OSError if it cannot."""
+
+    async def stop(self) -> None:
+        """Stop taking input and release what start() opened."""
+
+    def describe(self) -> str:
+        """Where it listens or what it reads, for the start-up log line."""
+
+
+SourceFactory = Callable[[SourcesConfig, Clock], list[Source]]
+
+
+def build_sources(config: SourcesConfig, clock: Clock, kinds: dict[str, SourceFactory]) -> list[Source]:
+    """Every configured source, kind by kind in the registry's order."""
+    return [source for factory in kinds.values() for source in factory(config, clock)]
+
+
+def split_host_port(hostport: str) -> tuple[str, int]:
+    """'HOST:PORT' or '[v6]:PORT' as (host, port)."""
+    host, _, port = hostport.rpartition(":")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,1 @@
+"""The demo's own telemetry and configuration, generated on the spot."""

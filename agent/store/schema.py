@@ -1,0 +1,30 @@
+"""Every component's tables in one table, and opening a store brought up to date with all of them.
+
+A component that owns tables declares `SCHEMA = Component(name, migrations)` in its own module and
+gets one row here; nothing is registered by import side effects.
+"""
+
+from __future__ import annotations
+
+from . import approvals, audit, guidance, incidents, suggestions
+from .engine import Component, Store, connect, migrate_store
+
+COMPONENTS: tuple[Component, ...] = (
+    audit.SCHEMA,
+    incidents.SCHEMA,
+    approvals.SCHEMA,
+    suggestions.SCHEMA,
+    guidance.SCHEMA,
+)
+
+
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    """Open the store at `url` and (unless told not to) apply every component's pending migrations."""
+    store = connect(url)
+    if migrate:
+        try:
+            migrate_store(store, COMPONENTS)
+        except BaseException:
+            store.close()
+            raise
+    return store
