@@ -25,6 +25,26 @@ def short_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+async def _settle() -> None:
+    """Let the tasks still on the loop end, so every accepted connection's transport is closed here.
+
+    A connection accepted just as the server stops (e.g. the stale-socket probe made by a second
+    server on the same path) gets its handler task only after ControlServer.stop() has looked at
+    its clients; closing the loop under it would leak the socket to the garbage collector, and the
+    ResourceWarning would then fail whichever test happened to be running.
+    """
+    me = asyncio.current_task()
+    for _ in range(10):  # an accept task can start a handler task; go round until none are left
+        others = asyncio.all_tasks() - {me}
+        if not others:
+            break
+        try:
+            await asyncio.wait_for(asyncio.gather(*others, return_exceptions=True), timeout=2)
+        except asyncio.TimeoutError:
+            pass  # wait_for cancelled those still running; their finally blocks have closed them
+    await asyncio.sleep(0)  # transport.close() releases the socket in a call_soon callback
+
+
 class RunningServer:
     """A started ControlServer and the loop thread it runs on."""
 
@@ -37,6 +57,7 @@ class RunningServer:
     def stop(self) -> None:
         if self.thread.is_alive():
             asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+            asyncio.run_coroutine_threadsafe(_settle(), self.loop).result(30)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
             self.loop.close()
