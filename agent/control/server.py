@@ -56,6 +56,11 @@ class _Bound:
     inode: int
 
 
+# Loop turns an accepted connection takes to reach its handler (accept, transport, connection_made,
+# the handler's first step), with room to spare.
+ACCEPT_TURNS = 10
+
+
 class ControlServer:
     """Serves the registry's methods on the configured Unix socket to authenticated local users."""
 
@@ -70,6 +75,7 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._bound: _Bound | None = None
         self._clients: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self._executor: ThreadPoolExecutor | None = None
 
     @property
@@ -105,12 +111,25 @@ class ControlServer:
     async def stop(self) -> None:
         """Stop accepting, end open connections, remove the socket if it is still ours."""
         if self._server is not None:
+            self._closing = True
+            # Stop accepting first, then let connections already being accepted reach their handler
+            # (which sees _closing and hangs up), and only then close the server: closing it while
+            # an accept is in flight makes Python 3.11's asyncio fail that accept and leak its socket.
+            loop = asyncio.get_running_loop()
+            for sock in self._server.sockets:
+                try:
+                    loop.remove_reader(sock.fileno())
+                except (NotImplementedError, ValueError):
+                    pass
+            for _ in range(ACCEPT_TURNS):
+                await asyncio.sleep(0)
             self._server.close()
             for task in list(self._clients):
                 task.cancel()
             if self._clients:
                 await asyncio.gather(*self._clients, return_exceptions=True)
             await self._server.wait_closed()
+            await asyncio.sleep(0)  # closed transports release their sockets on the next turn
             self._server = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
@@ -139,6 +158,8 @@ class ControlServer:
         if task is not None:
             self._clients.add(task)
         try:
+            if self._closing:
+                return
             if len(self._clients) > MAX_CONNECTIONS:
                 writer.write(failure(None, "busy", "too many control connections; try again", 1))
                 await writer.drain()
