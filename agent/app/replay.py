@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -70,14 +72,42 @@ class ReplayReport:
         }
 
 
+def check_input(path: Path) -> None:
+    """Refuse anything but a regular file (after symlinks), saying what it is; never opens it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{path}: symlink loop") from None
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from exc
+    except ValueError:  # a NUL byte: no file can have this name
+        raise InputError(f"{str(path)!r}: no such file") from None
+    if stat.S_ISREG(mode):
+        return
+    # Opening a FIFO for reading waits for a writer, and a device may never end: refuse both
+    # before anything opens them.
+    if stat.S_ISDIR(mode):
+        what = "is a directory"
+    elif stat.S_ISFIFO(mode):
+        what = "is a named pipe (FIFO)"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        what = "is a device"
+    elif stat.S_ISSOCK(mode):
+        what = "is a socket"
+    else:
+        what = "is not a regular file"
+    raise InputError(f"{path}: {what}")
+
+
 FileProgress = Callable[[int, int, str, int], None]  # (file index, file count, name, events so far)
 
 
 def replay(app: App, files: Sequence[Path], actor: str, progress: FileProgress | None = None) -> ReplayReport:
     """Run files through detection, correlation and triage; store incidents and queue suggestions."""
     for p in files:
-        if not p.is_file():
-            raise InputError(f"{p}: no such file")
+        check_input(p)
     app.triage  # noqa: B018  (a bad triage config or key stops us before reading anything)
     started = app.clock()
     t0 = time.perf_counter()

@@ -5,11 +5,32 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..app.incident_view import incident_json, incidents_table
+from ..app.incident_view import guard_words, incident_json, incidents_table
 from ..errors import EXIT_OK, NotFoundError
 from ..store.incidents import IncidentStore
 from .context import Context
-from .output import dump_json
+from .output import dump_json, printable
+
+# Record ids are SQLite INTEGERs: signed 64-bit. A larger number names no record (and would
+# overflow the driver), so it is "not found", not a traceback.
+MAX_ID = 2**63 - 1
+MAX_LIMIT = 1_000_000
+
+
+def whole_number(text: str) -> int:
+    """An argparse type: a whole number, refused clearly when it is not one."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {printable(text, 40)}") from None
+
+
+def list_limit(text: str) -> int:
+    """An argparse type: how many records to list, 1 to MAX_LIMIT."""
+    n = whole_number(text)
+    if not 1 <= n <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_LIMIT:,}, got {printable(text, 40)}")
+    return n
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -18,10 +39,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     inc_sub = inc.add_subparsers(dest="incidents_command", metavar="ACTION", required=True)
     ls = inc_sub.add_parser("list", parents=[parent], help="incidents, most severe first")
     ls.add_argument("--format", choices=("table", "json"), default="table")
-    ls.add_argument("--limit", type=int, default=1000)
+    ls.add_argument("--limit", type=list_limit, default=1000, metavar="N",
+                    help=f"at most N incidents (1 to {MAX_LIMIT:,}; default 1000)")
     ls.set_defaults(handler=cmd_incidents_list)
     show = inc_sub.add_parser("show", parents=[parent], help="one incident with its findings and verdict")
-    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("id", type=whole_number, metavar="ID")
     show.add_argument("--format", choices=("text", "json"), default="text")
     show.set_defaults(handler=cmd_incidents_show)
 
@@ -33,7 +55,7 @@ def cmd_incidents_list(args: argparse.Namespace, ctx: Context) -> int:
     if args.format == "json":
         print(dump_json([incident_json(i, with_findings=False) for i in items]))
     elif items:
-        print(incidents_table(items))
+        print(incidents_table(items, printable))
     else:
         print("no incidents")
     return EXIT_OK
@@ -42,29 +64,41 @@ def cmd_incidents_list(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_incidents_show(args: argparse.Namespace, ctx: Context) -> int:
     """Show one incident."""
 
-    inc = IncidentStore(ctx.store, ctx.clock).get(args.id)
+    inc = IncidentStore(ctx.store, ctx.clock).get(args.id) if 1 <= args.id <= MAX_ID else None
     if inc is None:
         raise NotFoundError(f"no incident with id {args.id}")
     data = incident_json(inc)
+    words = guard_words(ctx.store, inc)
+    data["guard"] = [w.as_dict() if w else None for w in words]
     if args.format == "json":
         print(dump_json(data))
         return EXIT_OK
-    print(f"Incident {data['id']}: {data['title']}")
-    print(f"  severity {data['severity']} (detectors said {data['detector_severity']}), status {data['status']}")
+    # Titles, entities and evidence come from telemetry; summary, rationale and actions from the
+    # model: every one is shown escaped, never interpreted by the terminal.
+    p = printable
+    print(f"Incident {data['id']}: {p(data['title'])}")
+    print(f"  severity {p(data['severity'])} (detectors said {p(data['detector_severity'])}), "
+          f"status {p(data['status'])}")
     print(f"  seen {data['first_seen']} .. {data['last_seen']}")
-    print(f"  detectors: {', '.join(data['detectors'])}   ATT&CK: {', '.join(data['attack_techniques'])}")
+    print(f"  detectors: {p(', '.join(data['detectors']))}   ATT&CK: {p(', '.join(data['attack_techniques']))}")
     for role, values in data["entities"].items():
-        print(f"  {role}: {', '.join(values)}")
-    print(f"  counts: {', '.join(f'{k}={v}' for k, v in data['counts'].items())}")
+        print(f"  {p(role)}: {p(', '.join(values))}")
+    print(f"  counts: {p(', '.join(f'{k}={v}' for k, v in data['counts'].items()))}")
     v = data["verdict"]
     if v:
-        print(f"  verdict: {v['disposition']} at confidence {v['confidence']} ({v['provenance']['analyst']})")
-        print(f"    {v['summary']}")
-        print(f"    why: {v['rationale']}")
-        for a in v["recommended_actions"]:
-            print(f"    suggest {a['playbook']} {a['parameters']}: {a['justification']}")
+        print(f"  verdict: {p(v['disposition'])} at confidence {v['confidence']} ({p(v['provenance']['analyst'])})")
+        print(f"    {p(v['summary'])}")
+        print(f"    why: {p(v['rationale'])}")
+        for a, word in zip(v["recommended_actions"], words):
+            action = f"{p(a['playbook'])} {p(str(a['parameters']))}"
+            if word is not None and not word.allowed:
+                detail = f" ({p(word.detail)})" if word.detail else ""
+                print(f"    refused {action}: {p(word.reason or 'refused')}{detail}")
+                print(f"      the analyst's reason: {p(a['justification'])}")
+            else:
+                unknown = "" if word is not None else " (no guard decision recorded)"
+                print(f"    suggest {action}: {p(a['justification'])}{unknown}")
     for f in data["findings"]:
-        print(f"  - [{f['detector']}] {f['title']} ({f['count']} events) evidence: {', '.join(f['evidence'][:3])}")
+        print(f"  - [{p(f['detector'])}] {p(f['title'])} ({f['count']} events) "
+              f"evidence: {p(', '.join(f['evidence'][:3]))}")
     return EXIT_OK
-
-

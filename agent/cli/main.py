@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import EXIT_FAILURE, ConfigError, Exit, WatchstanderError
 from . import audit, config, control, demo, guidance, incidents, playbooks, replay, run, suggestions
 from .context import Context, configure_logging
+from .output import printable
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_problems(err: ConfigError) -> None:
     """Print every config problem with its key path."""
-    print(f"error: {err}", file=sys.stderr)
+    print(f"error: {printable(str(err))}", file=sys.stderr)
     for key, msg in err.problems:
-        print(f"  {key}: {msg}", file=sys.stderr)
+        print(f"  {printable(str(key))}: {printable(str(msg))}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_problems(err)
         return err.exit_status
     except WatchstanderError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -13,7 +13,7 @@ from ..app.replay import ReplayReport, replay
 from ..errors import EXIT_OK
 from ..models import severity_rank
 from .context import Context
-from .output import dump_json
+from .output import dump_json, printable
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ class _ProgressLine:
             return
         self.last = now
         rate = events / max(now - self.t0, 1e-6)
-        sys.stderr.write(f"\r[{index}/{total}] {name[:40]}: {events:,} events ({rate:,.0f}/s)\x1b[K")
+        sys.stderr.write(f"\r[{index}/{total}] {printable(name, 40)}: {events:,} events ({rate:,.0f}/s)\x1b[K")
         sys.stderr.flush()
 
     def done(self) -> None:
@@ -52,34 +52,39 @@ class _ProgressLine:
 
 
 def print_summary(report: ReplayReport) -> None:
+    """The human-readable summary; file names, titles and model text are shown escaped."""
+    p = printable
     rate = report.events / report.seconds if report.seconds else 0.0
     print(f"files: {len(report.files)}  events: {report.events:,}  findings: {report.findings}  "
           f"incidents: {len(report.incidents)}  time: {report.seconds:.2f} s ({rate:,.0f} events/s)")
     for f in report.files:
         skipped = sum(f.skipped.values())
-        extra = f"  skipped: {skipped} ({', '.join(f'{k}: {v}' for k, v in f.skipped.items())})" if skipped else ""
-        print(f"  {f.path} [{f.format}]: {f.events:,} events{extra}")
+        extra = (f"  skipped: {skipped} ({p(', '.join(f'{k}: {v}' for k, v in f.skipped.items()))})"
+                 if skipped else "")
+        print(f"  {p(f.path)} [{p(f.format)}]: {f.events:,} events{extra}")
     if report.detector_failures:
-        print(f"  detector failures: {report.detector_failures}")
+        print(f"  detector failures: {p(str(report.detector_failures))}")
     if report.incidents:
         ordered = sorted(report.incidents, key=lambda i: (
             -severity_rank(i.verdict.severity if i.verdict else i.severity), i.id or 0))
         print()
-        print(incidents_table(ordered))
+        print(incidents_table(ordered, p))
     suggestions, refused = report.suggestions, report.refused
     print()
     if suggestions:
         print(f"{len(suggestions)} suggestion(s) await review (watchstander suggestions list):")
         for sug in suggestions:
             params = ", ".join(f"{k}={v}" for k, v in sug.parameters.items())
-            print(f"  #{sug.id} [{sug.state}] incident {sug.incident_id}: {sug.playbook_id} ({sug.risk} risk) {params}")
+            print(f"  #{sug.id} [{p(sug.state)}] incident {sug.incident_id}: {p(sug.playbook_id)} "
+                  f"({p(sug.risk)} risk) {p(params)}")
     else:
         print("no suggestions")
     if refused:
         print(f"{len(refused)} recommended action(s) refused by the policy guard (watchstander audit export):")
         for d in refused[:20]:
             # Model output is attacker-influenced: shown escaped, never interpreted by the terminal.
-            print(f"  {str(d.playbook_id)[:80]!r}: {d.reason}" + (f" ({str(d.detail)[:120]!r})" if d.detail else ""))
+            print(f"  {p(repr(str(d.playbook_id)[:80]))}: {p(str(d.reason))}"
+                  + (f" ({p(repr(str(d.detail)[:120]))})" if d.detail else ""))
 
 
 def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:

@@ -91,7 +91,8 @@ def test_replay_then_list_and_show(capsys, config_file, tmp_path: Path, clock) -
     assert shown["verdict"]["provenance"]["analyst"] == "baseline"
 
     code, out, _ = run(capsys, "incidents", "show", str(target["id"]), "--config", cfg)
-    assert code == 0 and "Vertical port scan" in out and "suggest block-address-nftables" in out
+    # The playbook was never approved here, so the guard refused the baseline's action: shown as refused.
+    assert code == 0 and "Vertical port scan" in out and "refused block-address-nftables" in out and "not_approved" in out
 
 
 def test_replay_again_updates_instead_of_duplicating(capsys, config_file, tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
