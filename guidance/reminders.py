@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from .config import RemindersConfig, SmtpConfig, WebhookConfig
+from .config import RemindersConfig, SmtpConfig, WebhookConfig, masked_url
 from .errors import NotifyError
 from .tracker import TrackedObligation
 
@@ -126,16 +126,17 @@ class WebhookNotifier:
                                      headers={"Content-Type": "application/json", "User-Agent": "watchstander"})
         if self.cfg.token is not None:
             req.add_header("Authorization", f"Bearer {self.cfg.token.get_secret_value()}")
+        shown = masked_url(self.cfg.url)  # a token may ride in the query string
         try:
             with self.opener(req, timeout=self.cfg.timeout_s) as resp:
                 status = getattr(resp, "status", 200)
                 if not 200 <= status < 300:
-                    raise NotifyError(self.name, f"{self.cfg.url} answered HTTP {status}")
+                    raise NotifyError(self.name, f"{shown} answered HTTP {status}")
         except urllib.error.HTTPError as exc:
-            raise NotifyError(self.name, f"{self.cfg.url} answered HTTP {exc.code}") from exc
+            raise NotifyError(self.name, f"{shown} answered HTTP {exc.code}") from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise NotifyError(self.name, f"cannot reach {self.cfg.url}: {reason}") from exc
+            raise NotifyError(self.name, f"cannot reach {shown}: {reason}") from exc
 
 
 def email_message(reminders: Sequence[Reminder], as_of: date, organization: str, cfg: SmtpConfig) -> EmailMessage:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..errors import EXIT_FAILURE, ConfigError, Exit, WatchstanderError
 from . import audit, config, control, demo, guidance, incidents, playbooks, replay, run, suggestions
-from .context import Context, configure_logging
+from .context import Context
+from .logs import configure_logging
 from .output import printable
 
 log = logging.getLogger(__name__)

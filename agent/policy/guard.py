@@ -59,6 +59,29 @@ _INJECTION = [
 ]
 _ADDRESS_INPUTS = (Ipv4Input, Ipv6Input, IpInput)
 _WORD = re.compile(r"\s+")
+
+# Look-alikes of Latin letters (after NFKC and casefolding), after Unicode TR39's confusables:
+# Cyrillic, Greek, Armenian and IPA letters a model or an attacker may swap in to dodge the phrases.
+_CONFUSABLES = str.maketrans({
+    # Cyrillic
+    "\u0430": "a", "\u0431": "b", "\u0432": "b", "\u0435": "e", "\u0451": "e", "\u0454": "e",
+    "\u043a": "k", "\u043c": "m", "\u043d": "h", "\u043e": "o", "\u0440": "p", "\u0441": "c",
+    "\u0442": "t", "\u0443": "y", "\u0445": "x", "\u0456": "i", "\u0457": "i", "\u0455": "s",
+    "\u0458": "j", "\u0501": "d", "\u051b": "q", "\u051d": "w", "\u04bb": "h", "\u04cf": "l",
+    "\u0491": "r", "\u0433": "r", "\u044c": "b", "\u0461": "w", "\u0475": "v", "\u04e9": "o",
+    "\u0444": "f",
+    # Greek
+    "\u03b1": "a", "\u03b2": "b", "\u03b5": "e", "\u03b7": "n", "\u03b9": "i", "\u03ba": "k",
+    "\u03bd": "v", "\u03bf": "o", "\u03c1": "p", "\u03c4": "t", "\u03c5": "u", "\u03c7": "x",
+    "\u03b3": "y", "\u03c9": "w", "\u03f2": "c", "\u03f3": "j", "\u03c3": "o", "\u03c2": "c",
+    # Armenian, IPA and Latin extensions
+    "\u0585": "o", "\u0578": "n", "\u057d": "u", "\u0561": "w", "\u0581": "g", "\u0584": "f",
+    "\u0261": "g", "\u0251": "a", "\u0131": "i", "\u0237": "j", "\u026a": "i", "\u028f": "y",
+    "\u1d00": "a", "\u1d04": "c", "\u1d07": "e", "\u1d0f": "o", "\u1d1c": "u", "\u1d20": "v",
+    "\u1d21": "w", "\u1d22": "z", "\u0280": "r", "\u0274": "n", "\u029c": "h", "\u029f": "l",
+    "\u0262": "g", "\u1d0d": "m", "\u1d18": "p", "\u1d1b": "t", "\u0299": "b", "\u1d05": "d",
+    "\u1d0a": "j", "\u1d0b": "k", "\ua731": "s", "\u0138": "k", "\u00f8": "o", "\u0142": "l",
+})
 ECHO_MIN_CHARS = 24
 ECHO_MIN_WORDS = 3
 
@@ -118,8 +141,18 @@ def _strings(obj: Any, depth: int = 0) -> Iterator[str]:
             yield from _strings(value, depth + 1)
 
 
+def skeleton(text: str) -> str:
+    """The text as the phrase filter reads it: NFKC, no invisible characters or accents, casefolded, Latin look-alikes."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    # Format characters (zero-width joiners and spaces, bidi overrides, soft hyphens) split words
+    # without showing; combining marks decorate a letter without changing what it reads as.
+    kept = "".join(ch for ch in decomposed if unicodedata.category(ch) not in ("Cf", "Mn", "Me"))
+    folded = unicodedata.normalize("NFKC", kept.casefold()).translate(_CONFUSABLES)
+    return unicodedata.normalize("NFKC", folded)
+
+
 def _norm(text: str) -> str:
-    return _WORD.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+    return _WORD.sub(" ", skeleton(text)).strip()
 
 
 def telemetry_texts(incident: Incident | None, limit: int = 2000) -> list[str]:
@@ -142,8 +175,11 @@ def text_problem(justification: str, telemetry: Iterable[str] = ()) -> tuple[str
     # Terminal escapes and bidi overrides could rewrite what an operator reads in a review.
     if any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\n\t" for ch in justification):
         return "suspicious_text", "control or format characters"
+    # Matched on the skeleton: homoglyphs, fullwidth letters and zero-width joiners defeat a raw match.
+    # This is a signal that raises suspicion, not a wall: a paraphrase still gets through.
+    readable = skeleton(justification)
     for name, pattern in _INJECTION:
-        if pattern.search(justification):
+        if pattern.search(readable) or pattern.search(justification):
             return "suspicious_text", name
     norm = _norm(justification)
     for text in telemetry:

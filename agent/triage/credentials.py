@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from ..config.load import register_secret
 from ..config.triage import CREDENTIAL_NAME, MAX_KEY_BYTES, TriageConfig
 from ..errors import ConfigError
 
@@ -64,4 +65,6 @@ def _read_key(path: Path, key_path: str, *, check_mode: bool) -> SecretStr:
         raise ConfigError("the triage API key is not UTF-8 text", [(key_path, str(path))]) from None
     if not text:
         raise ConfigError("the triage API key file is empty", [(key_path, str(path))])
+    # Before anything can log it: the log handler scrubs every registered secret in every form.
+    register_secret(text)
     return SecretStr(text)

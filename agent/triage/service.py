@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_core.language_models.chat_models import BaseChatModel
-from pydantic import SecretStr
 
 from ..clock import Clock
+from ..config.load import scrub_secrets
 from ..config.triage import TriageConfig
 from ..models import Incident, Provenance, TriageVerdict, severity_rank
 from .answer import Answer, MalformedAnswer, parse_answer, repair_request
@@ -87,11 +87,8 @@ class TriageService:
         self._cooldown_until = 0.0
         self._model: BaseChatModel | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._secret: SecretStr | None = None
         if config.enabled:
-            key = load_api_key(config, env)
-            # Kept only to scrub it from debug tracebacks; never logged or stored elsewhere.
-            self._secret = key
+            key = load_api_key(config, env)  # registered for scrubbing as it is read
             self._model = (chat_model_factory or build_chat_model)(config, key)
             self._pool = ThreadPoolExecutor(max_workers=config.max_concurrent, thread_name_prefix="triage-model")
             log.info("AI triage enabled: provider %s, model %s, endpoint %s, timeout %ss",
@@ -187,7 +184,7 @@ class TriageService:
             log.warning("incident %s: model %s failed: %s (%s); baseline verdict stands",
                         incident.fingerprint, self._config.model, outcome.reason, type(exc).__name__)
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("model call traceback:\n%s", self._scrub("".join(traceback.format_exception(exc))))
+                log.debug("model call traceback:\n%s", scrub_secrets("".join(traceback.format_exception(exc))))
             if outcome.reason == "rate limited" and self._config.rate_limit_cooldown_s:
                 self._cooldown_until = self._clock().timestamp() + self._config.rate_limit_cooldown_s
         return outcome
@@ -285,7 +282,3 @@ class TriageService:
             recommended_actions=answer.actions,
             provenance=self._provenance("model", outcome, ANALYST_VERSION, None),
         )
-
-    def _scrub(self, text: str) -> str:
-        secret = self._secret.get_secret_value() if self._secret is not None else ""
-        return text.replace(secret, "**********") if secret else text

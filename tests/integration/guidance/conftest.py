@@ -16,6 +16,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     def write(extra: str = "") -> Path:
         path = tmp_path / "watchstander.toml"
         path.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "state.db"}"\n\n{extra}', encoding="utf-8")
+        path.chmod(0o600)
         return path
     return write
 

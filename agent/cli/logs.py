@@ -1,0 +1,81 @@
+"""Log output for every command: plain lines on stderr, quiet libraries, and no secret in any form.
+
+The scrubbing filter sits on the handler, so it sees every record that reaches stderr, whichever
+logger emitted it: the message with its arguments merged, the formatted traceback and the stack.
+Secrets are registered by whoever reads them (`register_secret`, kept on the bottom floor in
+`config.load` so that the triage credentials and the config loader can reach it).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+from ..config.load import register_secret, scrub_secrets
+
+__all__ = ["LIBRARY_LOGGERS", "SecretScrubber", "configure_logging", "is_library", "register_secret"]
+
+# Third-party loggers whose DEBUG lines carry request headers, bodies and URLs. A logger is
+# matched by its top-level name's prefix (httpx2, httpcore2 and langchain_xyz included), also when
+# its library is imported after logging is configured.
+LIBRARY_LOGGERS = ("httpx", "httpcore", "openai", "urllib3", "asyncio", "sqlalchemy", "langchain",
+                   "langsmith", "hpack", "h11", "h2", "anthropic", "requests", "aiosqlite")
+FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def is_library(name: str) -> bool:
+    """Whether a logger belongs to a third-party library kept at INFO."""
+    return name.partition(".")[0].startswith(LIBRARY_LOGGERS)
+
+
+class SecretScrubber(logging.Filter):
+    """Replaces every registered secret in a record's message, arguments, traceback and stack."""
+
+    def __init__(self, formatter: logging.Formatter, *, quiet_libraries: bool = True) -> None:
+        super().__init__()
+        self._formatter = formatter
+        self._quiet_libraries = quiet_libraries
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Drop library DEBUG lines unless asked; rewrite the rest in place, scrubbed, and keep them."""
+        if self._quiet_libraries and record.levelno < logging.INFO and is_library(record.name):
+            return False
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit the format: keep both, scrubbed
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg, record.args = scrub_secrets(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub_secrets(record.exc_text)
+            # exc_text is what formatters print; without exc_info nothing can re-render the raw text.
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = scrub_secrets(record.stack_info)
+        return True
+
+
+class _Handler(logging.StreamHandler[TextIO]):
+    """Our stderr handler, marked so a second configure_logging replaces it instead of adding one."""
+
+
+def configure_logging(level: str, *, verbose_libraries: bool = False) -> None:
+    """Plain lines on stderr at `level`, secrets scrubbed; libraries stay at INFO unless verbose_libraries."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+    formatter = logging.Formatter(FORMAT)
+    handler = _Handler(sys.stderr)
+    handler.setFormatter(formatter)
+    handler.addFilter(SecretScrubber(formatter, quiet_libraries=not verbose_libraries))
+    root.addHandler(handler)
+    numeric = logging.getLevelName(level.upper())
+    root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
+    library_level = logging.NOTSET if verbose_libraries else max(logging.INFO, root.level)
+    # Levels spare the formatting work; the handler's filter catches loggers created later.
+    names = set(LIBRARY_LOGGERS) | {"httpx2", "httpcore2", "langchain_core", "langchain_openai"}
+    names.update(n for n in logging.root.manager.loggerDict if is_library(n))
+    for name in names:
+        logging.getLogger(name).setLevel(library_level)
