@@ -25,6 +25,7 @@ from ..policy.review import ReviewQueue
 from ..store.approvals import ApprovalStore
 from ..store.audit import AuditLog
 from ..store.engine import Store
+from ..store.seal import Sealer
 from ..triage.baseline import BaselineAnalyst
 from ..triage.service import TriageService
 
@@ -79,7 +80,7 @@ class App:
         self.config = config
         self.store = store
         self.clock = clock
-        self.audit = AuditLog(store, clock)
+        self.audit = AuditLog(store, clock, Sealer.from_config(config.audit, config.store.resolved_url(), clock))
         self.assets = AssetIndex(config.assets)
         self.approvals = ApprovalStore(store, self.audit, clock)
         self.playbooks = PlaybookCatalogue(tuple(config.playbooks.dirs))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import unicodedata
 from collections.abc import Iterator
 from contextlib import nullcontext
 from importlib import metadata
@@ -18,6 +19,7 @@ from typing import Any
 from ..control.audit_methods import MAX_PAGE, normalise_since, record_page, verify_result
 from ..control.client import via_daemon_or_local
 from ..errors import EXIT_OK, Exit, InputError
+from ..store.seal import SealPaths, seal_paths
 from .context import Context
 
 EXIT_AUDIT_BROKEN = Exit.AUDIT_BROKEN
@@ -36,6 +38,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     verify = audit_sub.add_parser("verify", parents=[parent],
                                   help=f"walk the chain; exit {EXIT_AUDIT_BROKEN} naming the first broken record")
     verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.add_argument("--public-key", type=Path, metavar="FILE",
+                        help="check the signed checkpoints with this Ed25519 key (the auditor's own copy) "
+                             "instead of the one next to the signing key")
     verify.add_argument("--local", action="store_true",
                         help="read the store file named by the config even when a daemon is running")
     verify.set_defaults(handler=cmd_audit_verify)
@@ -51,23 +56,45 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     export.set_defaults(handler=cmd_audit_export)
 
 
+def _seal_paths(ctx: Context) -> SealPaths:
+    return seal_paths(ctx.config.audit, ctx.config.store.resolved_url())
+
+
 def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
-    """Verify the chain; 0 when intact, EXIT_AUDIT_BROKEN naming the first broken record otherwise."""
-    result = via_daemon_or_local(ctx, "audit.verify", {}, lambda _who: verify_result(ctx.audit),
-                                 local=args.local)
+    """Verify the chain and its checkpoints; 0 when vouched for, EXIT_AUDIT_BROKEN naming the first bad record."""
+    pem: bytes | None = None
+    if args.public_key is not None:
+        try:
+            pem = args.public_key.read_bytes()[:4096]
+        except OSError as exc:
+            raise InputError(f"cannot read {args.public_key}: {exc.strerror}") from exc
+    params: dict[str, Any] = {"public_key": pem.decode("ascii", "replace")} if pem is not None else {}
+    result = via_daemon_or_local(
+        ctx, "audit.verify", params,
+        lambda _who: verify_result(ctx.audit, ctx.store, _seal_paths(ctx), pem), local=args.local)
     if args.format == "json":
         print(json.dumps(result, sort_keys=True))
-    elif result["ok"]:
+        return EXIT_OK if result["ok"] else EXIT_AUDIT_BROKEN
+    if result["ok"]:
         print(f"ok: {result['checked']} records")
     else:
-        print(f"broken: record {result['broken_seq']}: {result['reason']} "
+        print(f"broken: record {result['broken_seq']}: {escape_text(str(result['reason']))} "
               f"({result['checked']} records verified before it)")
+    if not result.get("sealing"):
+        print("not sealed: no verification key, so only the unkeyed hash chain was checked "
+              "(anyone who can write the store can re-chain it); see docs/security-audit.md", file=sys.stderr)
+    else:
+        print(f"checkpoints: {result['checkpoints']} signed by key {result['key']}, "
+              f"sealed through record {result['sealed_through']}")
+        unsealed = result.get("unsealed") or []
+        if unsealed:
+            print(f"not yet sealed: records {unsealed[0]}-{unsealed[-1]} ({len(unsealed)})")
     return EXIT_OK if result["ok"] else EXIT_AUDIT_BROKEN
 
 
 def cmd_audit_export(args: argparse.Namespace, ctx: Context) -> int:
     """Write every record (from --since on) as JSON lines or CEF."""
-    since = normalise_since(args.since) if args.since else None
+    since = normalise_since(args.since) if args.since else None  # InvalidParams: exit 4, never a traceback
     version = _version()
     try:
         sink = open(args.out, "w", encoding="utf-8", newline="\n") if args.out else nullcontext(sys.stdout)
@@ -76,7 +103,7 @@ def cmd_audit_export(args: argparse.Namespace, ctx: Context) -> int:
     count = 0
     with sink as out:
         for rec in _records(ctx, since, args.local):
-            out.write((json.dumps(rec, ensure_ascii=False, sort_keys=True) if args.format == "jsonl"
+            out.write((json.dumps(rec, ensure_ascii=True, sort_keys=True) if args.format == "jsonl"
                        else cef_line(rec, version)) + "\n")
             count += 1
     if args.out:
@@ -108,16 +135,32 @@ def _version() -> str:
         return "0"
 
 
+_VISIBLE_ESCAPE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def escape_text(text: str, keep: str = "") -> str:
+    """Control, format (bidi, zero-width), separator and surrogate characters as \\xHH / \\uHHHH / \\UHHHHHHHH."""
+    out = []
+    for ch in text:
+        if ch not in keep and unicodedata.category(ch) in _VISIBLE_ESCAPE_CATEGORIES:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def cef_header(value: object) -> str:
     """A CEF header field: backslash and pipe escaped; line breaks (not allowed there) become spaces."""
     text = str(value).replace("\\", "\\\\").replace("|", "\\|")
-    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return escape_text(text.replace("\r\n", " ").replace("\n", " ").replace("\r", " "))
 
 
 def cef_extension(value: object) -> str:
-    """A CEF extension value: backslash, equals sign and line breaks escaped."""
+    """A CEF extension value: backslash, equals sign and line breaks escaped, other controls as \\x/\\u."""
     text = str(value).replace("\\", "\\\\").replace("=", "\\=")
-    return text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+    text = text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+    return escape_text(text)
 
 
 def cef_line(rec: dict[str, Any], version: str = "0") -> str:
@@ -125,7 +168,7 @@ def cef_line(rec: dict[str, Any], version: str = "0") -> str:
     action = str(rec["action"])
     severity = CEF_SEVERITY.get(action.split(".", 1)[0], 3)
     data = rec["data"] if isinstance(rec["data"], str) else json.dumps(
-        rec["data"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        rec["data"], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     header = "|".join(cef_header(v) for v in (CEF_VENDOR, CEF_PRODUCT, version, action,
                                                 f"{action} {rec['subject']}", severity))
     ext = {

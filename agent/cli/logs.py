@@ -60,6 +60,16 @@ class SecretScrubber(logging.Filter):
 class _Handler(logging.StreamHandler[TextIO]):
     """Our stderr handler, marked so a second configure_logging replaces it instead of adding one."""
 
+    # Always the current sys.stderr: a handler that kept the stream it was made with would write
+    # to a closed file once the process (or a test harness) swaps stderr.
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
 
 def configure_logging(level: str, *, verbose_libraries: bool = False) -> None:
     """Plain lines on stderr at `level`, secrets scrubbed; libraries stay at INFO unless verbose_libraries."""

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from watchstander.guidance.config import GuidanceConfig
 
+from .audit import AuditConfig
 from .base import Frozen
 from .control import ControlConfig
 from .detectors import DetectorsConfig
@@ -119,6 +120,7 @@ class AgentConfig(Frozen):
     policy: PolicyConfig = PolicyConfig()
     control: ControlConfig = ControlConfig()
     guidance: GuidanceConfig = GuidanceConfig()
+    audit: AuditConfig = AuditConfig()
 
     @model_validator(mode="after")
     def _unique_asset_names(self) -> AgentConfig:

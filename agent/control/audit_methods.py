@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from ..store.audit import AuditLog, audit_log
 from ..store.engine import Store
+from ..store.seal import SealPaths, SealError, Sealer, load_public_key, parse_public_key, verify_sealed
 from .errors import InvalidParams
 from .identity import Identity
 from .registry import MethodRegistry
@@ -21,10 +22,30 @@ from .registry import MethodRegistry
 MAX_PAGE = 1000
 
 
-def verify_result(audit: AuditLog) -> dict[str, Any]:
-    """Walk the chain; the outcome as plain data (ok, checked, broken_seq, reason)."""
-    r = audit.verify()
-    return {"ok": r.ok, "checked": r.checked, "broken_seq": r.broken_seq, "reason": r.reason}
+def verify_result(audit: AuditLog, store: Store | None = None, paths: SealPaths | None = None,
+                  public_pem: bytes | None = None) -> dict[str, Any]:
+    """Walk the chain and check its signed checkpoints; the outcome as plain data.
+
+    The verification key is the one given (the auditor's own copy), else the one next to the
+    signing key. Without either, only the unkeyed chain is walked and `sealing` says so.
+    """
+    if paths is None and isinstance(audit.sealer, Sealer):
+        paths = audit.sealer.paths
+    public = None
+    try:
+        if public_pem is not None:
+            public = parse_public_key(public_pem)
+        elif paths is not None and paths.public_key.exists():
+            public = load_public_key(paths.public_key)
+    except SealError as exc:
+        raise InvalidParams(str(exc)) from exc
+    if public is None or paths is None or store is None:
+        r = audit.verify()
+        return {"ok": r.ok, "checked": r.checked, "broken_seq": r.broken_seq, "reason": r.reason}
+    s = verify_sealed(audit, store, paths.checkpoints, public)
+    return {"ok": s.ok, "checked": s.checked, "broken_seq": s.broken_seq, "reason": s.reason, "sealing": True,
+            "checkpoints": s.checkpoints, "sealed_through": s.sealed_through, "unsealed": list(s.unsealed),
+            "key": s.key}
 
 
 def record_page(store: Store, after_seq: int = 0, limit: int = MAX_PAGE, since: str | None = None) -> dict[str, Any]:
@@ -58,7 +79,10 @@ def normalise_since(value: str | None) -> str | None:
         raise InvalidParams(f"since: not an ISO 8601 time: {value!r}") from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).isoformat()
+    try:
+        return when.astimezone(timezone.utc).isoformat()
+    except OverflowError as exc:  # 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+        raise InvalidParams(f"since: out of range: {value!r}") from exc
 
 
 def _int_param(params: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -73,7 +97,10 @@ def register_audit_methods(registry: MethodRegistry, store_factory: Callable[[],
     """Register audit.verify and audit.records, both for the compliance role."""
 
     def verify(identity: Identity, params: dict[str, Any]) -> dict[str, Any]:
-        return verify_result(audit_factory())
+        pem = params.get("public_key")
+        if pem is not None and (not isinstance(pem, str) or len(pem) > 4096):
+            raise InvalidParams("public_key: expected a PEM string")
+        return verify_result(audit_factory(), store_factory(), public_pem=pem.encode("ascii", "replace") if pem else None)
 
     def records(identity: Identity, params: dict[str, Any]) -> dict[str, Any]:
         since = params.get("since")

@@ -2,6 +2,8 @@
 
 Each record's hash covers its own fields and the previous record's hash. A separate head row
 remembers the last sequence number and hash, so that truncating the newest records shows too.
+The chain alone only proves consistency: anyone who can write the database can re-chain it.
+With a sealer (`seal.py`), appends are vouched for by signed checkpoints kept outside the store.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, func, select
 
@@ -19,6 +21,10 @@ from ..clock import Clock, system_clock
 from .engine import Component, Store
 
 GENESIS = "0" * 64
+# The records a forger wants (an approval counted, a suggestion's target): each is sealed as it is
+# written, so none can be slipped in between two checkpoints without the signing key.
+SEALED_ACTIONS = frozenset({"suggestion.create", "suggestion.approve", "suggestion.transition",
+                            "playbook.approve", "playbook.revoke"})
 
 _meta = MetaData()
 audit_log = Table(
@@ -82,12 +88,23 @@ class VerifyResult:
     reason: str | None = None
 
 
+class Sealer(Protocol):
+    """What AuditLog needs from a checkpoint signer (implemented by `seal.Sealer`)."""
+
+    def stage(self, conn: Connection, record: AuditRecord) -> None:
+        """Prepare a checkpoint for `record`, written when `conn`'s transaction commits."""
+
+    def is_sealed(self, conn: Connection, seq: int) -> bool:
+        """Whether record `seq` is covered by a valid checkpoint and matches it."""
+
+
 class AuditLog:
     """Appends to and verifies the hash-chained audit log in the store."""
 
-    def __init__(self, store: Store, clock: Clock = system_clock) -> None:
+    def __init__(self, store: Store, clock: Clock = system_clock, sealer: Sealer | None = None) -> None:
         self._store = store
         self._clock = clock
+        self.sealer = sealer
 
     def append(self, actor: str, action: str, subject: str, data: dict[str, Any] | None = None,
                conn: Connection | None = None) -> AuditRecord:
@@ -113,7 +130,19 @@ class AuditLog:
             conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
         else:
             conn.execute(audit_head.insert().values(id=1, seq=seq, hash=digest))
-        return AuditRecord(seq, when, actor, action, subject, data, prev, digest)
+        record = AuditRecord(seq, when, actor, action, subject, data, prev, digest)
+        if self.sealer is not None:
+            self.sealer.stage(conn, record)
+        return record
+
+    def is_sealed(self, seq: int, conn: Connection | None = None) -> bool:
+        """Whether record `seq` is vouched for by a signed checkpoint (always True without a sealer)."""
+        if self.sealer is None:
+            return True
+        if conn is not None:
+            return self.sealer.is_sealed(conn, seq)
+        with self._store.engine.connect() as own:
+            return self.sealer.is_sealed(own, seq)
 
     def records(self, since: datetime | None = None) -> Iterator[AuditRecord]:
         """Every record in sequence order (optionally from `since` on)."""
