@@ -23,10 +23,15 @@ def severity_rank(sev: str) -> int:
 
 
 def iso(ts: float | None) -> str | None:
-    """An epoch time as an ISO 8601 UTC string."""
+    """An epoch time as an ISO 8601 UTC string; a time no datetime can hold shows as `out-of-range(<value>)`."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError, TypeError):
+        # A row stored before times were checked at the connectors, or written by hand: every
+        # reader of the store must still show it.
+        return f"out-of-range({ts!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ class Format:
 
 
 def _pcap(path: Path, now: Now, skips: SkipCounter, source: str | None = None) -> Iterable[Event]:
-    return read_packets(path, source=source, skips=skips)
+    return read_packets(path, source=source, skips=skips, now=now)
 
 
 def _syslog(path: Path, now: Now, skips: SkipCounter, source: str | None = None) -> Iterable[Event]:
@@ -57,7 +57,7 @@ def _syslog(path: Path, now: Now, skips: SkipCounter, source: str | None = None)
 
 
 def _eve(path: Path, now: Now, skips: SkipCounter, source: str | None = None) -> Iterable[Event]:
-    return read_eve(path, source=source, skips=skips)
+    return read_eve(path, source=source, skips=skips, now=now)
 
 
 def _dns_names(path: Path, now: Now, skips: SkipCounter, source: str | None = None) -> Iterable[Event]:
@@ -68,7 +68,7 @@ def _dns_names(path: Path, now: Now, skips: SkipCounter, source: str | None = No
 FORMATS: dict[str, Format] = {
     PCAP: Format(PCAP, _pcap, None),
     SYSLOG: Format(SYSLOG, _syslog, lambda source, now, skips: SyslogSource(source, now, skips)),
-    EVE: Format(EVE, _eve, lambda source, now, skips: EveLines(source, skips)),
+    EVE: Format(EVE, _eve, lambda source, now, skips: EveLines(source, skips, now)),
     DNS_NAMES: Format(DNS_NAMES, _dns_names, None),
 }
 

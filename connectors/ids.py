@@ -1,17 +1,22 @@
-"""IDS output: Suricata EVE JSON (one object per line, or a JSON array) into Events."""
+"""IDS output: Suricata EVE JSON (one object per line, or a JSON array) into Events.
+
+Strings are cleaned of lone surrogates (JSON escapes such as \\ud800 decode to them) and a record time
+before 1990 or more than a day ahead of the clock is replaced by the receipt time and counted.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .errors import SourceError, open_source
-from .events import DETECTION, DNS, NETWORK, Event, excerpt
+from .events import DETECTION, DNS, NETWORK, Event, ReceiptTime, clean_text, excerpt, system_now
 from .skips import SkipCounter
+from .syslog_messages import QTYPES
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,7 @@ def _port(value: Any) -> int | None:
 
 
 def _str(value: Any, limit: int = 256) -> str | None:
-    return value[:limit] if isinstance(value, str) else None
+    return clean_text(value[:limit]) if isinstance(value, str) else None
 
 
 def eve_event(obj: Any, source: str, ref: str) -> Event | None:
@@ -85,9 +90,7 @@ def eve_event(obj: Any, source: str, ref: str) -> Event | None:
         if not isinstance(qname, str):
             return None
         qtype_name = query.get("rrtype")
-        from .syslog_messages import QTYPES
-
-        attrs = {"qname": qname.rstrip(".")[:512], "qtype": QTYPES.get(str(qtype_name), 0),
+        attrs = {"qname": clean_text(qname.rstrip(".")[:512]), "qtype": QTYPES.get(str(qtype_name), 0),
                  "response": dns.get("type") in ("answer", "response")}
         return Event(ts, source, DNS, src, dst, sport, dport, proto, attrs=attrs, ref=ref)
     if etype == "flow":
@@ -95,11 +98,13 @@ def eve_event(obj: Any, source: str, ref: str) -> Event | None:
     return None
 
 
-def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | None = None) -> Iterator[Event]:
+def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | None = None,
+             now: Callable[[], datetime] = system_now) -> Iterator[Event]:
     """Yield Events from an EVE file, JSON lines or one JSON array; bad records are counted."""
     path = Path(path)
     name = source or f"eve:{path.name}"
     skips = skips or SkipCounter(log, name)
+    receipt = ReceiptTime(now)
     fh = open_source(path)
     with fh:
         head = fh.read(4096).lstrip()
@@ -116,23 +121,25 @@ def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | N
             if not isinstance(records, list):
                 raise SourceError(f"{path}: expected a JSON array of EVE records")
             for i, obj in enumerate(records, 1):
-                ev = _safe(obj, name, f"{name}[{i}]", skips)
+                ev = _safe(obj, name, f"{name}[{i}]", skips, receipt)
                 if ev is not None:
                     yield ev
             return
-        yield from EveLines(name, skips).events(fh)
+        yield from EveLines(name, skips, now).events(fh)
 
 
 class EveLines:
     """Turns EVE JSON lines into Events, for files read whole and files followed as they grow."""
 
-    def __init__(self, source: str, skips: SkipCounter | None = None) -> None:
+    def __init__(self, source: str, skips: SkipCounter | None = None,
+                 now: Callable[[], datetime] = system_now) -> None:
         self.source = source
         self.skips = skips or SkipCounter(log, source)
+        self.receipt = ReceiptTime(now)
 
     def events(self, lines: Iterable[bytes], first_line: int = 1) -> Iterator[Event]:
         """Yield Events for raw lines; blank lines are passed over, bad records counted, not raised."""
-        name, skips = self.source, self.skips
+        name, skips, receipt = self.source, self.skips, self.receipt
         for n, raw in enumerate(lines, first_line):
             if not raw.strip():
                 continue
@@ -146,12 +153,12 @@ class EveLines:
                 # over 4300 digits; a few thousand nested brackets raise RecursionError.
                 skips.skip("invalid JSON", f"line {n}: {str(exc)[:120]}")
                 continue
-            ev = _safe(obj, name, f"{name}:{n}", skips)
+            ev = _safe(obj, name, f"{name}:{n}", skips, receipt)
             if ev is not None:
                 yield ev
 
 
-def _safe(obj: Any, source: str, ref: str, skips: SkipCounter) -> Event | None:
+def _safe(obj: Any, source: str, ref: str, skips: SkipCounter, receipt: ReceiptTime) -> Event | None:
     try:
         ev = eve_event(obj, source, ref)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -159,4 +166,7 @@ def _safe(obj: Any, source: str, ref: str, skips: SkipCounter) -> Event | None:
         return None
     if ev is None:
         skips.ignore("unused EVE record")
+    elif not receipt.plausible(ev.time):
+        skips.repair("timestamp out of range, set to receipt time", f"{ref}: {ev.time!r}")
+        ev.time = receipt.now()
     return ev

@@ -1,25 +1,31 @@
 """Packets from pcap and pcapng files: raw records through scapy's readers, headers parsed by struct.
 
 Only what a detector needs is dissected fully (DNS by scapy, ARP by its fixed layout); every
-other packet costs one header parse. Malformed packets are counted and skipped, never raised.
+other packet costs one header parse. Malformed packets are counted and skipped, never raised; so are
+packets stamped before 1990 or more than a day ahead of the clock, and what a corrupt pcapng block
+hides is counted in bytes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import mmap
+import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from scapy.data import MTU
 from scapy.error import Scapy_Exception
 from scapy.layers.dns import DNS
 from scapy.utils import RawPcapNgReader, RawPcapReader
 
 from .errors import SourceError, open_source
-from .events import ARP, AUTH, NETWORK, Event
+from .events import ARP, AUTH, EARLIEST_TIME, NETWORK, Event, latest_time, system_now
 from .events import DNS as DNS_KIND
 from .skips import SkipCounter
 
@@ -60,9 +66,17 @@ def _mac(b: bytes) -> str:
 class PacketDecoder:
     """Turns one raw link-layer frame into zero or more Events."""
 
-    def __init__(self, source: str, skips: SkipCounter) -> None:
+    def __init__(self, source: str, skips: SkipCounter, latest: float = math.inf) -> None:
         self.source = source
         self.skips = skips
+        self.latest = latest  # the latest plausible packet time: a day after the file is read
+
+    def time_ok(self, ts: float, ref: str) -> bool:
+        """True for a plausible capture time; an implausible one is counted as a skipped packet."""
+        if EARLIEST_TIME <= ts <= self.latest:
+            return True
+        self.skips.skip("timestamp out of range", f"{ref}: {ts!r}")
+        return False
 
     def decode(self, data: bytes, linktype: int, ts: float, ref: str | None = None) -> list[Event]:
         """Decode one frame; returns [] for frames of no interest, skips what is malformed."""
@@ -251,12 +265,12 @@ def is_pcap(head: bytes) -> bool:
 
 
 def read_packets(path: str | Path, source: str | None = None,
-                 skips: SkipCounter | None = None) -> Iterator[Event]:
+                 skips: SkipCounter | None = None, now: Callable[[], datetime] = system_now) -> Iterator[Event]:
     """Yield Events from a pcap or pcapng file; unreadable records are counted in `skips`."""
     path = Path(path)
     name = source or f"pcap:{path.name}"
     skips = skips or SkipCounter(log, name)
-    decoder = PacketDecoder(name, skips)
+    decoder = PacketDecoder(name, skips, latest_time(now().timestamp()))
     fh = open_source(path)
     with fh:
         magic = fh.read(4)
@@ -294,6 +308,7 @@ def _read_pcap(fh: BinaryIO, path: Path, decoder: PacketDecoder, skips: SkipCoun
         name, source = path.name, decoder.source
         fast = linktype == LINK_ETHERNET
         fast_headers = _ETH_IPV4_L4
+        earliest, latest = EARLIEST_TIME, decoder.latest
         addr: dict[bytes, str] = {}
         # Pages already read stay in this process's RSS while the map lives; releasing them as we
         # go keeps memory flat however large the capture (they remain in the page cache).
@@ -311,6 +326,10 @@ def _read_pcap(fh: BinaryIO, path: Path, decoder: PacketDecoder, skips: SkipCoun
                 skips.skip("truncated capture", f"{path} at record {n}: caplen {caplen}")
                 return
             ts = sec + frac * scale
+            if not earliest <= ts <= latest:
+                decoder.time_ok(ts, f"{name}#{n}")
+                off += caplen
+                continue
             # The fast path: Ethernet, IPv4 without options or fragmentation, TCP or UDP that no
             # protocol detector needs dissected; read in place, without slicing the frame.
             if fast and caplen >= 48:
@@ -350,27 +369,48 @@ def _read_pcap_scapy(fh: BinaryIO, path: Path, decoder: PacketDecoder, skips: Sk
     try:
         for data, meta in reader:
             n += 1
-            yield from decoder.decode(data, linktype, meta[0] + meta[1] * scale, f"{path.name}#{n}")
+            ts, ref = meta[0] + meta[1] * scale, f"{path.name}#{n}"
+            if decoder.time_ok(ts, ref):
+                yield from decoder.decode(data, linktype, ts, ref)
     except (Scapy_Exception, struct.error, EOFError) as exc:
         skips.skip("truncated capture", f"{path} after record {n}: {exc}")
+
+
+class _PcapNgBlocks(RawPcapNgReader):
+    """scapy's pcapng reader, remembering where the block it reads began: scapy ends the iteration
+    quietly at a corrupt block, and the bytes from there on are what was lost."""
+
+    block_start = 0
+
+    def _read_block(self, size: int = MTU) -> tuple[bytes, RawPcapNgReader.PacketMetadata] | None:
+        self.block_start = self.f.tell()
+        return super()._read_block(size)
 
 
 def _read_pcapng(fh: BinaryIO, path: Path, decoder: PacketDecoder, skips: SkipCounter) -> Iterator[Event]:
     try:
         # As above: scapy accepts an open binary file here; its annotation says str only.
-        reader = RawPcapNgReader(fh)  # type: ignore[arg-type]
+        reader = _PcapNgBlocks(fh)  # type: ignore[arg-type]
     except (Scapy_Exception, struct.error, EOFError) as exc:
         raise SourceError(f"{path}: bad pcapng header: {exc}") from exc
     # scapy types iteration with the pcap PacketMetadata it inherits; a pcapng reader yields PacketMetadataNg.
     records: Iterator[tuple[bytes, RawPcapNgReader.PacketMetadata]] = reader  # type: ignore[assignment]
-    decode = decoder.decode
+    decode, time_ok = decoder.decode, decoder.time_ok
     n = 0
     try:
         for data, meta in records:
             n += 1
-            linktype = meta.linktype
+            ref = f"{path.name}#{n}"
+            if meta.tshigh is None or meta.tslow is None:
+                skips.skip("pcapng packet without a timestamp", ref)  # a Simple Packet Block
+                continue
             tsres = meta.tsresol or 1_000_000
             ts = ((meta.tshigh << 32) + meta.tslow) / tsres
-            yield from decode(data, linktype, ts, f"{path.name}#{n}")
-    except (Scapy_Exception, struct.error, EOFError) as exc:
-        skips.skip("truncated capture", f"{path} after record {n}: {exc}")
+            if time_ok(ts, ref):
+                yield from decode(data, meta.linktype, ts, ref)
+    except (Scapy_Exception, struct.error, EOFError, ValueError, OverflowError) as exc:
+        log.debug("%s: pcapng reader stopped after record %d: %s", path, n, exc)
+    size = os.fstat(fh.fileno()).st_size
+    if reader.block_start < size:
+        skips.skip(f"corrupt pcapng block: {size - reader.block_start} bytes unread",
+                   f"{path} at offset {reader.block_start}, after record {n}")

@@ -28,14 +28,21 @@ class SkipCounter:
 
     def skip(self, reason: str, detail: str = "") -> None:
         """Record one skipped record; log it unless this reason was logged recently."""
+        self._count("skipped", reason, detail)
+
+    def repair(self, reason: str, detail: str = "") -> None:
+        """Count a record kept with a field replaced (a time set to receipt time); reported with the skips."""
+        self._count("repaired", reason, detail)
+
+    def _count(self, what: str, reason: str, detail: str) -> None:
         self.counts[reason] += 1
         now = self._monotonic()
         last = self._last_logged.get(reason)
         if last is None or now - last >= self._interval:
             self._last_logged[reason] = now
             self._log.warning(
-                "%s: skipped record (%s, %d so far)%s",
-                self._source, reason, self.counts[reason], f": {detail[:120]!r}" if detail else "",
+                "%s: %s record (%s, %d so far)%s",
+                self._source, what, reason, self.counts[reason], f": {detail[:120]!r}" if detail else "",
             )
 
     def ignore(self, reason: str) -> None:

@@ -2,7 +2,8 @@
 
 Handled: with or without `<PRI>`, timestamps with no year (the year is inferred from an injected
 `now`), ISO 8601 timestamps, a missing hostname, non-UTF-8 bytes (kept as backslash escapes) and
-overlong lines (truncated). A line that matches no shape is counted and skipped.
+overlong lines (truncated). A line that matches no shape is counted and skipped; a time before 1990 or
+more than a day ahead of the clock is replaced by the receipt time and counted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import open_source
-from .events import LOG, RAW_EXCERPT_MAX, Event, excerpt
+from .events import LOG, RAW_EXCERPT_MAX, Event, ReceiptTime, excerpt
 from .skips import SkipCounter
 from .syslog_messages import _APP_PREFIXES, normalize
 from .syslog_record import SyslogRecord
@@ -207,6 +208,7 @@ class SyslogSource:
         self.source = source
         self.parser = SyslogParser(now)
         self.skips = skips or SkipCounter(log, source)
+        self.receipt = ReceiptTime(now)
 
     def events(self, lines: Iterable[bytes], first_line: int = 1) -> Iterator[Event]:
         """Yield Events for raw lines (newline-stripped or not); bad lines are counted, not raised."""
@@ -257,6 +259,11 @@ class SyslogSource:
             except (ValueError, OverflowError) as exc:
                 skips.skip("unparseable syslog line", f"line {n}: {exc}: {line[:80]}")
                 continue
+            # Year-less times (the fast path above) are inferred within eight years up to tomorrow;
+            # an explicit year or an ISO time can be anything a sender writes.
+            if not self.receipt.plausible(rec.time):
+                skips.repair("timestamp out of range, set to receipt time", f"line {n}: {line[:80]}")
+                rec.time = self.receipt.now()
             ref = f"{source}:{n}"
             ev = normalize(rec, source, ref)
             if ev is None:

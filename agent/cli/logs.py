@@ -62,7 +62,7 @@ class _Handler(logging.StreamHandler[TextIO]):
 
     # Always the current sys.stderr: a handler that kept the stream it was made with would write
     # to a closed file once the process (or a test harness) swaps stderr.
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

@@ -1,4 +1,8 @@
-"""Syslog over the network: UDP datagrams and TCP streams (LF-delimited or RFC 6587 octet-counted)."""
+"""Syslog over the network: UDP datagrams and TCP streams (LF-delimited or RFC 6587 octet-counted).
+
+Senders are unauthenticated: every record is decoded inside a barrier (a record the decoder cannot
+handle is counted and skipped), and a TCP connection that fails is logged and closed alone.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+from watchstander.connectors.barrier import guarded_events
 from watchstander.connectors.syslog import SyslogSource
 
 from ..clock import Clock
@@ -23,7 +28,7 @@ class _Datagrams(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.owner.counters["datagrams"] += 1
-        self.sink.feed(self.owner.decoder.events(data.splitlines() or [data]))
+        self.sink.feed(guarded_events(self.owner.decoder, data.splitlines() or [data], source=self.owner.name))
 
 
 class SyslogUdp:
@@ -100,9 +105,12 @@ class SyslogTcp:
                     decoder.skips.skip("overlong TCP frame truncated", str(peer))
                 if not line:
                     break
-                self._sink.feed(decoder.events([strip_octet_count(line)]))
+                self._sink.feed(guarded_events(decoder, [strip_octet_count(line)], source=decoder.source))
         except (ConnectionError, OSError) as exc:
             log.info("syslog tcp client %s: %s", peer, exc)
+        except Exception:  # the barrier around one connection (STYLE rule 2): it ends, the listener goes on
+            self.counters["errors"] += 1
+            log.exception("syslog tcp client %s failed; closing its connection", peer)
         finally:
             writer.close()
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import (
     Column,
     Connection,
@@ -22,6 +25,8 @@ from sqlalchemy import (
 from ..clock import Clock
 from ..models import Finding, Incident, TriageVerdict, severity_rank
 from .engine import Component, Store
+
+log = logging.getLogger(__name__)
 
 _meta = MetaData()
 
@@ -79,10 +84,19 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def stored_time(value: Any) -> float:
+    """A stored epoch time as a float; what is no number (a row edited by hand) reads as NaN, shown as out of range."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def finding_from_row(row: Any) -> Finding:
     """Rebuild a Finding from its stored row."""
     return Finding(row.detector, row.title, row.severity, json.loads(row.entities_json),
-                   tuple(json.loads(row.techniques_json)), row.first_seen, row.last_seen, row.count,
+                   tuple(json.loads(row.techniques_json)), stored_time(row.first_seen),
+                   stored_time(row.last_seen), row.count,
                    json.loads(row.counts_json), json.loads(row.attributes_json), json.loads(row.evidence_json))
 
 
@@ -144,13 +158,20 @@ class IncidentStore:
         row = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
         if row is None:
             return None
-        inc = Incident(row.fingerprint, row.entity, row.title, row.severity, row.first_seen, row.last_seen,
-                       id=row.id, status=row.status)
+        inc = Incident(row.fingerprint, row.entity, row.title, row.severity, stored_time(row.first_seen),
+                       stored_time(row.last_seen), id=row.id, status=row.status)
         for frow in conn.execute(select(findings).where(findings.c.incident_id == incident_id)
                                  .order_by(findings.c.first_seen)):
-            inc.findings[frow.key] = finding_from_row(frow)
+            try:
+                inc.findings[frow.key] = finding_from_row(frow)
+            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                log.warning("incident %s: stored finding %s is unreadable (%s); left out", incident_id, frow.key, exc)
         if row.verdict_json:
-            inc.verdict = TriageVerdict.model_validate_json(row.verdict_json)
+            try:
+                inc.verdict = TriageVerdict.model_validate_json(row.verdict_json)
+            except ValidationError as exc:
+                log.warning("incident %s: stored verdict is unreadable (%d errors); shown without it",
+                            incident_id, exc.error_count())
         return inc
 
     def set_verdict(self, conn: Connection, inc: Incident) -> None:
@@ -165,7 +186,9 @@ class IncidentStore:
         with self.store.engine.connect() as conn:
             ids = [r.id for r in conn.execute(select(incidents.c.id).order_by(incidents.c.last_seen.desc()).limit(limit))]
             out = [inc for i in ids if (inc := self.load(conn, i)) is not None]
-        out.sort(key=lambda i: (-severity_rank(i.verdict.severity if i.verdict else i.severity), -i.last_seen))
+        # NaN (a time that is no number) sorts last rather than making the order undefined.
+        out.sort(key=lambda i: (-severity_rank(i.verdict.severity if i.verdict else i.severity),
+                                -i.last_seen if not math.isnan(i.last_seen) else math.inf))
         return out
 
     def get(self, incident_id: int) -> Incident | None:
