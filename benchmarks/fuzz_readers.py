@@ -18,7 +18,6 @@ import random
 import sys
 import tempfile
 import time
-import tomllib
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -27,7 +26,7 @@ from pathlib import Path
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter, PcapWriter
 
-from watchstander.agent.config.load import validate_config
+from watchstander.agent.config.load import load_config
 from watchstander.agent.control.errors import ControlError
 from watchstander.agent.control.protocol import decode_request
 from watchstander.agent.demo.data import demo_packets
@@ -93,12 +92,14 @@ def _file_reader(fmt: str, tmp: Path) -> Callable[[bytes], None]:
     return run
 
 
-def _config_reader(data: bytes) -> None:
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return  # not TOML: load_config reports it as a ConfigError naming the file
-    validate_config(raw)
+def _config_reader(tmp: Path) -> Callable[[bytes], None]:
+    path = tmp / "case.toml"
+
+    def run(data: bytes) -> None:
+        path.write_bytes(data)
+        path.chmod(0o600)
+        load_config(path)  # the real loading path: read, merge, validate
+    return run
 
 
 def _control_reader(data: bytes) -> None:
@@ -117,7 +118,7 @@ def targets(tmp: Path) -> dict[str, tuple[bytes, Callable[[bytes], None], tuple[
         "syslog": ((SAMPLES / "syslog-mixed.log").read_bytes(), _file_reader("syslog", tmp), (SourceError,)),
         "eve": ((SAMPLES / "eve-mixed.json").read_bytes(), _file_reader("eve", tmp), (SourceError,)),
         "dnsnames": ((SAMPLES / "dnsnames.csv").read_bytes(), _file_reader("dnsnames", tmp), (SourceError,)),
-        "config": (_config(), _config_reader, (ConfigError,)),
+        "config": (_config(), _config_reader(tmp), (ConfigError,)),
         "control": (b'{"id": 1, "method": "suggestions.list", "params": {"limit": 5}}\n'
                     b'{"id": "x", "method": "ping", "params": {}}\n', _control_reader, (ControlError,)),
     }

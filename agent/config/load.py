@@ -59,6 +59,9 @@ def load_config(path: str | Path | None = None) -> AgentConfig:
                 data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             problems.append((str(file), f"TOML syntax: {exc}"))
+        except (ValueError, RecursionError) as exc:
+            # tomllib raises these for integers over 4300 digits and for very deep nesting.
+            problems.append((str(file), f"TOML not usable: {str(exc)[:120]}"))
         except OSError as exc:
             problems.append((str(file), f"cannot read: {exc.strerror}"))
         else:
