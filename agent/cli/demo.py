@@ -20,6 +20,9 @@ from .context import Context
 from .replay import print_summary
 
 
+DEMO_APPROVERS = ("demo:approver-1", "demo:approver-2")
+
+
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     """Add the demo command."""
     demo = sub.add_parser("demo", parents=[parent],
@@ -46,8 +49,8 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     try:
         now = ctx.clock()
         approved = _approve_shipped_playbooks(demo_ctx)
-        print(f"Approved {approved} shipped playbook definition(s) in the demo's store as {demo_ctx.identity} "
-              "(a real site reviews each one: watchstander playbooks approve PATH).")
+        print(f"Approved {approved} shipped playbook definition(s) in the demo's store as {' and '.join(DEMO_APPROVERS)} "
+              "(a real site reviews each one: watchstander playbooks approve PATH; high risk needs two admins).")
         files = write_demo_telemetry(out / "telemetry", now)
         print(f"Demo telemetry written to {out / 'telemetry'} (capture, auth log, Suricata EVE).")
         report = replay(demo_ctx.app, files, demo_ctx.identity)
@@ -69,6 +72,7 @@ def _approve_shipped_playbooks(ctx: Context) -> int:
     count = 0
     for playbook in ctx.app.catalogue():
         if not approvals.is_approved(playbook):
-            approvals.approve(playbook, ctx.identity, "demo: shipped library approved for the demonstration")
+            # Two demo identities, so high-risk definitions (two-person rule) are approved as well.
+            approvals.approve_with(playbook, DEMO_APPROVERS, "demo: shipped library approved for the demonstration")
             count += 1
     return count

@@ -1,4 +1,10 @@
-"""`watchstander playbooks ...`: list, show, validate, approve and revoke playbook definitions."""
+"""`watchstander playbooks ...`: list, show, validate, approve and revoke playbook definitions.
+
+`approve` is the control method `playbooks.approve` (admin role): with a daemon answering on
+`[control] socket` it goes over the socket as the caller the daemon authenticated; without one it
+runs in-process as the invoking OS user. Either way a high-risk definition needs two distinct
+people (counted by uid): the first approval is recorded as pending.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +27,12 @@ from watchstander.playbooks import (
 from watchstander.playbooks.catalogue import playbook_files
 from watchstander.playbooks.loader import describe_problems
 
+from ..control.client import via_daemon_or_local
+from ..control.playbook_methods import approve_definition
 from ..errors import EXIT_INPUT, EXIT_OK, InputError, NotFoundError
 from ..store.approvals import ApprovalStatus, ApprovalStore
 from .context import Context
-from .output import dump_json
+from .output import dump_json, printable
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -52,7 +60,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     val.set_defaults(handler=cmd_validate)
 
     approve = psub.add_parser("approve", parents=[parent, dirs],
-                              help="approve a playbook's exact content (hash); audited")
+                              help="approve a playbook's exact content (hash) as an admin; high risk needs "
+                                   "two people; audited")
     approve.add_argument("ref", metavar="PATH|ID")
     approve.add_argument("--comment", default="", help="why it is approved (kept with the approval)")
     approve.set_defaults(handler=cmd_approve)
@@ -117,7 +126,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
             "id": playbook.id, "version": playbook.version, "title": playbook.title, "risk": playbook.risk,
             "status": store.status(playbook).value, "content_hash": playbook.content_hash,
             "source": playbook.source, "requires_approval": playbook.requires_approval,
-            "approved_by": current.approver if current else None,
+            "approved_by": ", ".join(current.approvers) if current else None,
             "approved_at": current.approved_at if current else None,
         })
     if args.format == "json":
@@ -168,8 +177,13 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     if history:
         print("\napprovals (newest first):")
         for a in history:
-            state = "current" if a.current else f"ended {a.revoked_at} by {a.revoked_by}: {a.revoke_reason}"
-            print(f"  #{a.id} {a.approved_at} {a.approver} sha256 {a.content_hash[:12]} [{state}] {a.comment}")
+            if a.current:
+                state = "current" if a.complete else "awaiting another approver"
+            else:
+                state = f"ended {a.revoked_at} by {a.revoked_by}: {a.revoke_reason}"
+            who = ", ".join(printable(name) for name in a.approvers) or printable(a.approver)
+            print(f"  #{a.id} {a.approved_at} {who} ({len(a.approvers)} of {a.required}) "
+                  f"sha256 {a.content_hash[:12]} [{state}] {printable(a.comment)}")
     return EXIT_OK
 
 
@@ -215,17 +229,24 @@ def cmd_approve(args: argparse.Namespace, ctx: Context) -> int:
     else:
         print(f"warning: {playbook.source} is not in the shipped library or a configured folder, "
               "so the agent will not offer it", file=sys.stderr)
-    store = _approvals(ctx)
-    before = store.status(playbook)
-    current = store.current(playbook)
-    if current is not None:
+    params = {"id": playbook.id, "content_hash": playbook.content_hash, "comment": args.comment}
+    result: dict[str, Any] = via_daemon_or_local(
+        ctx, "playbooks.approve", params,
+        lambda who: approve_definition(_approvals(ctx), playbook, who, args.comment))
+    a = result["approval"]
+    who = ", ".join(printable(str(name)) for name in a["approvers"])
+    count = f"{len(a['approvers'])} of {a['required']}"
+    if result["already"]:
         print(f"{playbook.id} sha256 {playbook.content_hash} is already approved "
-              f"(#{current.id} by {current.approver} at {current.approved_at})")
+              f"(#{a['id']}, {count}, by {who} at {a['approved_at']})")
         return EXIT_OK
-    approval = store.approve(playbook, ctx.identity, args.comment)
-    print(f"approved {playbook.id} v{playbook.version} sha256 {playbook.content_hash} "
-          f"(#{approval.id} by {approval.approver} at {approval.approved_at})")
-    if before is ApprovalStatus.CHANGED:
+    if a["complete"]:
+        print(f"approved {playbook.id} v{playbook.version} sha256 {playbook.content_hash} "
+              f"(#{a['id']}, {count}, by {who})")
+    else:
+        print(f"approval recorded for {playbook.id} v{playbook.version} sha256 {playbook.content_hash} "
+              f"(#{a['id']}, {count}, by {who}); another person must approve this content too")
+    if result["before"] == ApprovalStatus.CHANGED.value:
         print("the previously approved content of this id is no longer approved", file=sys.stderr)
     return EXIT_OK
 

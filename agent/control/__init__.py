@@ -8,6 +8,7 @@
     client.py          ControlClient and via_daemon_or_local (daemon mode, else in-process)
     review_methods.py  suggestions.* over the socket, calling the review queue as the caller
     audit_methods.py   audit.verify and audit.records for the compliance role
+    playbook_methods.py  playbooks.approve (admin; two people for high risk)
     wiring.py          the registry and server the daemon runs, built from the app's composition root
 
 The [control] section's model is `agent/config/control.py`; `watchstander control ping|whoami` is

@@ -1,7 +1,9 @@
 """The daemon's control socket: an asyncio Unix stream server answering one JSON request per line.
 
 Every connection is identified once, from SO_PEERCRED, before any request is read; the caller
-never says who it is. Each method declares the role it needs in the registry, and the server
+never says who it is. A caller without a role is refused there and then; the others are admitted
+within per-uid and per-role limits, so that a flood of connections cannot take the slots of the
+people who decide. Each method declares the role it needs in the registry, and the server
 checks it before the handler runs. Handlers are synchronous (they use the store) and run one at a
 time in a worker thread, so two operators deciding on the same suggestion are serialised here as
 well as in the database, and the event loop never waits on SQLite.
@@ -22,7 +24,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..config.control import ControlConfig
-from ..errors import ConfigError, WatchstanderError
+from ..errors import ConfigError, Exit, WatchstanderError
 from .errors import ControlError, MessageTooLarge, NoRole, PermissionDenied, UnknownMethod, error_code
 from .identity import Identity, Resolver, make_resolver, peer_credentials
 from .protocol import PROTOCOL_VERSION, RequestId, decode_request, failure, success
@@ -32,7 +34,13 @@ log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
 DIRECTORY_MODE = 0o750
+# Admission, decided after the caller is identified: a caller without a role never takes a slot,
+# one uid holds at most MAX_PER_UID connections, and callers who decide (approver, admin) keep
+# RESERVED_FOR_DECIDERS of the MAX_CONNECTIONS slots that nobody else may take.
 MAX_CONNECTIONS = 64
+MAX_PER_UID = 8
+RESERVED_FOR_DECIDERS = 16
+LINGER_S = 0.2
 
 
 def register_builtin_methods(registry: MethodRegistry, clock: Clock) -> None:
@@ -72,9 +80,11 @@ class ControlServer:
         self._resolve = resolver or make_resolver(config.roles)
         if "ping" not in handlers and "whoami" not in handlers:
             register_builtin_methods(handlers, clock)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._bound: _Bound | None = None
         self._clients: set[asyncio.Task[Any]] = set()
+        self._admitted: dict[int, int] = {}  # uid -> open admitted connections
+        self._others = 0  # admitted connections of callers who are not deciders
         self._closing = False
         self._executor: ThreadPoolExecutor | None = None
 
@@ -160,22 +170,68 @@ class ControlServer:
         try:
             if self._closing:
                 return
-            if len(self._clients) > MAX_CONNECTIONS:
-                writer.write(failure(None, "busy", "too many control connections; try again", 1))
-                await writer.drain()
-                return
             identity = self._identify(writer)
             if identity is None:
                 writer.write(failure(None, "internal", "cannot identify the caller; see the daemon's log", 1))
                 await writer.drain()
                 return
-            await self._requests(identity, reader, writer)
+            if not identity.roles:
+                err = _no_role(identity)
+                log.warning("control: %s refused: %s", identity.principal, error_code(err))
+                await self._turn_away(reader, writer, failure(None, err.code, str(err), err.exit_status))
+                return
+            refusal = self._admit(identity)
+            if refusal is not None:
+                log.info("control: %s turned away: %s", identity.principal, refusal)
+                await self._turn_away(reader, writer, failure(None, "busy", refusal, Exit.UNAVAILABLE))
+                return
+            try:
+                await self._requests(identity, reader, writer)
+            finally:
+                self._release(identity)
         except (ConnectionError, OSError) as exc:
             log.debug("control connection ended: %s", exc)
         finally:
             writer.close()
             if task is not None:
                 self._clients.discard(task)
+
+    async def _turn_away(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes) -> None:
+        """Answer once and hang up without reading a request."""
+        writer.write(answer)
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        # A request already sent and left unread would make the close a reset, which can reach the
+        # peer before the answer does; a short read lets the answer arrive. It holds no slot.
+        try:
+            await asyncio.wait_for(reader.read(self.config.max_message), LINGER_S)
+        except TimeoutError:
+            pass
+
+    def _admit(self, identity: Identity) -> str | None:
+        """Count the connection in; the reason it is turned away otherwise."""
+        held = self._admitted.get(identity.uid, 0)
+        if held >= MAX_PER_UID:
+            return f"{identity.principal} already has {held} control connections open; close one and try again"
+        total = sum(self._admitted.values())
+        decider = _decides(identity)
+        limit = MAX_CONNECTIONS if decider else MAX_CONNECTIONS - RESERVED_FOR_DECIDERS
+        if (total if decider else self._others) >= limit:
+            return "too many control connections; try again"
+        self._admitted[identity.uid] = held + 1
+        if not decider:
+            self._others += 1
+        return None
+
+    def _release(self, identity: Identity) -> None:
+        held = self._admitted.get(identity.uid, 0) - 1
+        if held > 0:
+            self._admitted[identity.uid] = held
+        else:
+            self._admitted.pop(identity.uid, None)
+        if not _decides(identity):
+            self._others -= 1
 
     def _identify(self, writer: asyncio.StreamWriter) -> Identity | None:
         sock = writer.get_extra_info("socket")
@@ -218,9 +274,8 @@ class ControlServer:
         name = "?"
         try:
             rid, name, params = decode_request(line)
-            if not identity.roles:
-                raise NoRole(f"{identity.username or 'uid ' + str(identity.uid)} has no Watchstander role: none "
-                             "of their groups is listed under [control.roles]; ask an administrator")
+            if not identity.roles:  # admission refuses them; kept so that no path can skip the check
+                raise _no_role(identity)
             method = self.registry.get(name)
             if method is None:
                 raise UnknownMethod(f"no control method {name!r}")
@@ -241,6 +296,16 @@ class ControlServer:
         except Exception:  # the barrier around a method handler (STYLE rule 2)
             log.exception("control: method %s for %s failed", name, identity.principal)
             return failure(rid, "internal", f"{name} failed inside the daemon; details are in its log", 1)
+
+
+def _decides(identity: Identity) -> bool:
+    """Whether the caller may decide on suggestions (approver, and admin which includes it)."""
+    return identity.has("approver")
+
+
+def _no_role(identity: Identity) -> NoRole:
+    return NoRole(f"{identity.username or 'uid ' + str(identity.uid)} has no Watchstander role: none "
+                  "of their groups is listed under [control.roles]; ask an administrator")
 
 
 async def _skip_line(reader: asyncio.StreamReader, pending: int, budget: int) -> bool:

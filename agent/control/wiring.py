@@ -1,10 +1,11 @@
-"""The registry and server the daemon runs: built-ins, audit.*, and suggestions.*, over the composition root."""
+"""The registry and server the daemon runs: built-ins, audit.*, suggestions.* and playbooks.*, over the composition root."""
 
 from __future__ import annotations
 
 from ..app.wiring import App
 from .audit_methods import register_audit_methods
 from .identity import Resolver
+from .playbook_methods import register_playbook_methods
 from .registry import MethodRegistry
 from .review_methods import register_review_methods
 from .server import ControlServer, register_builtin_methods
@@ -17,6 +18,7 @@ def build_registry(app: App) -> MethodRegistry:
     register_audit_methods(registry, lambda: app.store, lambda: app.audit)
     # A queue per request, its guard on the catalogue as it is on disk now (cached while unchanged).
     register_review_methods(registry, app.review_queue)
+    register_playbook_methods(registry, lambda: app.approvals, app.catalogue)
     return registry
 
 

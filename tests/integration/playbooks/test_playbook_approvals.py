@@ -85,7 +85,7 @@ def test_approvals_survive_reopening_the_store(tmp_path: Path, copy_shipped: Cal
     url = f"sqlite:///{tmp_path / 'again.db'}"
     playbook = load_playbook(copy_shipped("switch-port-shutdown"))
     first = open_store(url)
-    ApprovalStore(first, AuditLog(first, fixed_clock(NOW)), fixed_clock(NOW)).approve(playbook, ALICE)
+    ApprovalStore(first, AuditLog(first, fixed_clock(NOW)), fixed_clock(NOW)).approve_with(playbook, (ALICE, BOB))
     first.close()
     second = open_store(url)
     try:

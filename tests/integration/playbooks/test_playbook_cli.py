@@ -70,11 +70,12 @@ def test_list_approve_edit_reapprove(run: Run, tmp_path: Path, copy_shipped: Cal
                                      edit_one_byte: Callable[[Path], None]) -> None:
     assert set(statuses(run).values()) == {"never approved"}
 
-    status, out, err = run("approve", str(library_dir() / "switch-port-shutdown.yaml"), "--comment", "CAB-42")
+    # A medium-risk playbook: one approver suffices (high risk needs two: test_definition_two_person.py).
+    status, out, err = run("approve", str(library_dir() / "capture-incident-traffic.yaml"), "--comment", "CAB-42")
     assert status == EXIT_OK, err
-    assert "approved switch-port-shutdown v1 sha256 " in out and " by uid:" in out
-    assert statuses(run)["switch-port-shutdown"] == "approved"
-    status, out, _ = run("approve", "switch-port-shutdown")
+    assert "approved capture-incident-traffic v1 sha256 " in out and " by uid:" in out
+    assert statuses(run)["capture-incident-traffic"] == "approved"
+    status, out, _ = run("approve", "capture-incident-traffic")
     assert status == EXIT_OK and "already approved" in out
 
     # A playbook in an extra folder: approve by path, edit, see it disabled, re-approve.
@@ -94,7 +95,7 @@ def test_list_approve_edit_reapprove(run: Run, tmp_path: Path, copy_shipped: Cal
     try:
         log = AuditLog(store)
         approvals = [r for r in log.records() if r.action == "playbook.approve"]
-        assert [r.subject for r in approvals] == ["playbook:switch-port-shutdown",
+        assert [r.subject for r in approvals] == ["playbook:capture-incident-traffic",
                                                   "playbook:notify-webhook-local", "playbook:notify-webhook-local"]
         assert approvals[0].data["comment"] == "CAB-42" and approvals[0].actor.startswith("uid:")
         assert log.verify().ok

@@ -155,7 +155,7 @@ def cli_seeded(cli: Any) -> list[int]:
     try:
         approvals = ApprovalStore(ctx.store, ctx.audit, ctx.clock)
         for playbook in load_library():
-            approvals.approve(playbook, "uid:0:root")
+            approvals.approve_with(playbook, ("uid:0:root", "uid:65534:nobody"))
         verdict = TriageVerdict(
             severity="high", confidence=0.9, disposition="true_positive", summary="s", rationale="r",
             recommended_actions=(RecommendedAction(playbook="notify-webhook", parameters=dict(WEBHOOK)),

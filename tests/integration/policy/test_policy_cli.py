@@ -86,7 +86,7 @@ def seeded(run: Any) -> list[int]:
     try:
         approvals = ApprovalStore(ctx.store, ctx.audit, ctx.clock)
         for playbook in load_library():
-            approvals.approve(playbook, "uid:0:root")
+            approvals.approve_with(playbook, ("uid:0:root", "uid:65534:nobody"))
         queue = cli_suggestions.build_queue(ctx)
         verdict = TriageVerdict(
             severity="high", confidence=0.9, disposition="true_positive", summary="s", rationale="r",

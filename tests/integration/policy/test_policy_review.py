@@ -312,7 +312,7 @@ def test_playbook_file_changed_after_suggestion(policy: Any, make_policy: Any, l
         changed.queue.approve(s.id, mk.ALICE)
     # Even once someone approves the new content, the suggestion stays bound to the old hash.
     for playbook in load_library([library], include_shipped=False):
-        approvals.approve(playbook, "uid:0:root")
+        approvals.approve_with(playbook, ("uid:0:root", "uid:65534:nobody"))
     with pytest.raises(PlaybookChanged):
         make_policy().queue.approve(s.id, mk.ALICE)
     assert changed.queue.get(s.id).state == "pending"
