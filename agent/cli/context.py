@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
+import pwd
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +25,7 @@ class Context:
     config_path: Path | None = None
     clock: Clock = system_clock
     _store: Store | None = field(default=None, init=False, repr=False)
+    _reader_store: Store | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def config(self) -> AgentConfig:
@@ -38,10 +39,22 @@ class Context:
             self._store = open_store(self.config.store.resolved_url())
         return self._store
 
+    @property
+    def reader_store(self) -> Store:
+        """The store opened read-only, for commands that only read: never migrated, never written."""
+        if self._reader_store is None:
+            self._reader_store = open_store(self.config.store.resolved_url(), read_only=True)
+        return self._reader_store
+
     @cached_property
     def app(self) -> App:
         """The agent's services over this store, built once (the composition root)."""
         return App(self.config, self.store, self.clock)
+
+    @cached_property
+    def reader_app(self) -> App:
+        """The agent's services over the read-only store, for commands that only read."""
+        return App(self.config, self.reader_store, self.clock)
 
     @property
     def audit(self) -> AuditLog:
@@ -50,20 +63,26 @@ class Context:
 
     @property
     def identity(self) -> str:
-        """Who is acting: the invoking OS user (no daemon in between)."""
+        """Who is acting: the process's real uid and its account name (no daemon in between).
+
+        Never $LOGNAME or $USER: the caller sets those, and one uid could then approve as two people.
+        """
+        uid = os.getuid()
         try:
-            return f"uid:{os.geteuid()}:{getpass.getuser()}"
-        except (KeyError, OSError):
-            return f"uid:{os.geteuid()}"
+            return f"uid:{uid}:{pwd.getpwuid(uid).pw_name}"
+        except KeyError:  # a uid with no account (a container's arbitrary uid)
+            return f"uid:{uid}"
 
     def close(self) -> None:
         """Close the services and the store if they were opened."""
-        app = self.__dict__.pop("app", None)
-        if app is not None:
-            app.close()
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        for name in ("app", "reader_app"):
+            app = self.__dict__.pop(name, None)
+            if app is not None:
+                app.close()
+        for store in (self._store, self._reader_store):
+            if store is not None:
+                store.close()
+        self._store = self._reader_store = None
 
 
 def configure_logging(level: str) -> None:

@@ -22,11 +22,17 @@ __all__ = ["LIBRARY_LOGGERS", "SecretScrubber", "configure_logging", "is_library
 LIBRARY_LOGGERS = ("httpx", "httpcore", "openai", "urllib3", "asyncio", "sqlalchemy", "langchain",
                    "langsmith", "hpack", "h11", "h2", "anthropic", "requests", "aiosqlite")
 FORMAT = "%(levelname)s %(name)s: %(message)s"
+# Libraries whose INFO is itself noise (SQLAlchemy's INFO is its SQL echo and pool chatter): WARNING.
+CHATTY_LOGGERS = ("sqlalchemy",)
 
 
 def is_library(name: str) -> bool:
     """Whether a logger belongs to a third-party library kept at INFO."""
     return name.partition(".")[0].startswith(LIBRARY_LOGGERS)
+
+
+def _floor(name: str) -> int:
+    return logging.WARNING if name.partition(".")[0].startswith(CHATTY_LOGGERS) else logging.INFO
 
 
 class SecretScrubber(logging.Filter):
@@ -39,7 +45,7 @@ class SecretScrubber(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Drop library DEBUG lines unless asked; rewrite the rest in place, scrubbed, and keep them."""
-        if self._quiet_libraries and record.levelno < logging.INFO and is_library(record.name):
+        if self._quiet_libraries and is_library(record.name) and record.levelno < _floor(record.name):
             return False
         try:
             message = record.getMessage()
@@ -88,4 +94,5 @@ def configure_logging(level: str, *, verbose_libraries: bool = False) -> None:
     names = set(LIBRARY_LOGGERS) | {"httpx2", "httpcore2", "langchain_core", "langchain_openai"}
     names.update(n for n in logging.root.manager.loggerDict if is_library(n))
     for name in names:
-        logging.getLogger(name).setLevel(library_level)
+        chatty = verbose_libraries is False and name.partition(".")[0].startswith(CHATTY_LOGGERS)
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level) if chatty else library_level)

@@ -3,9 +3,14 @@
 Every command is one `suggestions.*` control method run by `review_call`. With a daemon answering
 on `[control] socket`, the request goes over the socket: the daemon acts as the identity it
 authenticated from the peer credentials and checks the method's role. Without one (replay, demo),
-or with `--local` (forensics on a copy of the store), the same `review_call` runs in-process as
-the invoking OS user (`ctx.identity`) with no role check. Both modes print the same output and
-exit with the same status; a name given on the command line is never an identity.
+the same `review_call` runs in-process as the invoking OS user (`ctx.identity`, from the real uid)
+with no role check. Both modes print the same output and exit with the same status; a name given
+on the command line or in the environment is never an identity.
+
+`--local` (forensics on a copy of the store) only reads: list and show run in-process even when a
+daemon answers; approve, reject and edit are refused (exit 77) -- deciding goes through the daemon,
+or, with none running, in-process without `--local`. list and show open the store read-only, so
+a user who may read the store file but not write it can still run them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from watchstander.playbooks.inputs import IntegerInput
 from ..control.client import via_daemon_or_local
 from ..control.errors import RemoteError, error_code
 from ..control.review_methods import MAX_LIST, review_call
-from ..errors import EXIT_OK, InputError
+from ..errors import EXIT_OK, Exit, InputError, WatchstanderError
 from ..policy.errors import (
     AlreadyDecided,
     ApprovalRefused,
@@ -43,9 +48,17 @@ from ..store.suggestions import STATES
 from .context import Context
 from .output import dump_json, printable
 
-LOCAL_HELP = ("work on the store file named by the config in-process, as the invoking user and with no "
-              "role check, even when a daemon is running (forensics on a copy of the store)")
+LOCAL_HELP = ("read the store file named by the config in-process and read-only, even when a daemon is "
+              "running (forensics on a copy of the store); approve, reject and edit refuse it")
 DEFAULT_LIMIT = 500
+# The methods that only read: they open the store read-only, and they are all `--local` allows.
+READ_ONLY_METHODS = frozenset({"suggestions.list", "suggestions.show"})
+
+
+class LocalIsReadOnly(WatchstanderError):
+    """`--local` is for forensics on a copy of the store: it reads, it never decides."""
+
+    exit_status = Exit.NOPERM
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -89,9 +102,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         action.add_argument("--local", action="store_true", help=LOCAL_HELP)
 
 
-def build_queue(ctx: Context, catalogue: Catalogue | None = None) -> ReviewQueue:
-    """The composition root's review queue over ctx's store (its guard on the current catalogue, or the one given)."""
-    return ctx.app.review_queue(catalogue)
+def build_queue(ctx: Context, catalogue: Catalogue | None = None, *, read_only: bool = False) -> ReviewQueue:
+    """The composition root's review queue over ctx's store (its guard on the current catalogue, or the one given).
+
+    `read_only`: over the store opened read-only, for list and show.
+    """
+    return (ctx.reader_app if read_only else ctx.app).review_queue(catalogue)
 
 
 def _review_error_codes() -> dict[str, type[ReviewError]]:
@@ -126,12 +142,27 @@ def _typed(exc: RemoteError) -> ReviewError | None:
     return typed
 
 
+def refuse_local_decision(method: str) -> None:
+    """Raise LocalIsReadOnly unless `method` only reads."""
+    if method not in READ_ONLY_METHODS:
+        raise LocalIsReadOnly(f"--local is read-only (forensics on a copy of the store): {method.split('.')[-1]} "
+                              "goes through the daemon, or, with no daemon running, runs without --local")
+
+
 def review(ctx: Context, method: str, params: dict[str, Any], *, local: bool = False,
-           catalogue: Catalogue | None = None) -> dict[str, Any]:
-    """Run one suggestions.* method through the daemon when one answers, else in-process as ctx.identity."""
+           catalogue: Catalogue | None = None, read_only: bool | None = None) -> dict[str, Any]:
+    """Run one suggestions.* method through the daemon when one answers, else in-process as ctx.identity.
+
+    In-process, a method that only reads uses the read-only store unless `read_only` is False
+    (an edit reads the suggestion through the store it is about to write). `local` refuses
+    every method that decides.
+    """
+    if local:
+        refuse_local_decision(method)
+    reader = method in READ_ONLY_METHODS if read_only is None else read_only
 
     def in_process(who: str) -> dict[str, Any]:
-        return review_call(build_queue(ctx, catalogue), method, who, params)
+        return review_call(build_queue(ctx, catalogue, read_only=reader), method, who, params)
 
     try:
         return via_daemon_or_local(ctx, method, params, in_process, local=local)
@@ -253,18 +284,19 @@ def cmd_reject(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_edit(args: argparse.Namespace, ctx: Context) -> int:
     """Create a new suggestion with changed parameters that supersedes the old one."""
+    if args.local:
+        refuse_local_decision("suggestions.edit")  # before the catalogue is read
     # The playbook's input types say how to read NAME=VALUE (lists, integers); the catalogue is
     # read here for that only -- the queue checks the parameters against its own copy.
     catalogue = ctx.app.catalogue()
-    old: dict[str, Any] = review(ctx, "suggestions.show", {"id": args.id}, local=args.local,
-                                 catalogue=catalogue)["suggestion"]
+    old: dict[str, Any] = review(ctx, "suggestions.show", {"id": args.id}, catalogue=catalogue,
+                                 read_only=False)["suggestion"]
     try:
         playbook: Playbook | None = catalogue.get(old["playbook_id"])
     except UnknownPlaybookError:
         playbook = None
     params = {"id": args.id, "changes": parse_params(args.params, playbook), "comment": args.comment}
-    new: dict[str, Any] = review(ctx, "suggestions.edit", params, local=args.local,
-                                 catalogue=catalogue)["suggestion"]
+    new: dict[str, Any] = review(ctx, "suggestions.edit", params, catalogue=catalogue)["suggestion"]
     print(f"suggestion #{new['id']} replaces #{old['id']}: {printable(_params_text(new['parameters']))}; "
           f"it needs {new['approvals_required']} approver(s) other than you")
     return EXIT_OK

@@ -19,6 +19,7 @@ two-person count.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from watchstander.playbooks import Playbook, UnknownPlaybookError
@@ -35,9 +36,11 @@ from watchstander.playbooks import Playbook, UnknownPlaybookError
 from ..clock import Clock
 from ..config.policy import PolicyConfig
 from ..models import Incident, RecommendedAction, TriageVerdict
+from ..store.approvals import person_of
 from ..store.audit import AuditLog, audit_head, audit_log, canonical, record_hash
 from ..store.engine import Store
 from ..store.suggestions import (
+    MAX_ID,
     STATES,
     Suggestion,
     SuggestionState,
@@ -146,6 +149,19 @@ class ReviewQueue:
 
     def _now(self) -> datetime:
         return self._clock()
+
+    @staticmethod
+    def _known_id(suggestion_id: int) -> None:
+        """Refuse an id no column can hold before it reaches the database (which would overflow)."""
+        if not 0 < suggestion_id <= MAX_ID:
+            raise SuggestionNotFound(f"no suggestion #{suggestion_id}", None)
+
+    def _as_seen(self, s: Suggestion) -> Suggestion:
+        """Read-only, a suggestion past its time shows as expired: the sweeper cannot record it here."""
+        if (self._store.read_only and s.state in ("pending", "approved")
+                and self._now().timestamp() >= s.expires_ts):
+            return dataclasses.replace(s, state="expired")
+        return s
 
     def _load(self, conn: Connection, suggestion_id: int) -> Suggestion:
         s = load_suggestion(conn, suggestion_id)
@@ -278,8 +294,9 @@ class ReviewQueue:
 
     def get(self, suggestion_id: int) -> Suggestion:
         """One suggestion with its approvals; raises SuggestionNotFound."""
+        self._known_id(suggestion_id)
         with self._store.engine.connect() as c:
-            return self._load(c, suggestion_id)
+            return self._as_seen(self._load(c, suggestion_id))
 
     def list(self, state: str | None = None, incident_id: int | None = None,
              limit: int = 500) -> builtins.list[Suggestion]:
@@ -288,14 +305,20 @@ class ReviewQueue:
             raise ValueError(f"unknown state {state!r}; known: {', '.join(STATES)}")
         t = suggestions
         q = select(t).order_by(t.c.id.desc()).limit(limit)
-        if state is not None:
+        if state is not None and self._store.read_only and state in ("pending", "approved", "expired"):
+            # The states as `_as_seen` shows them: a due one is expired, though the row still says otherwise.
+            now = self._now().timestamp()
+            due = and_(t.c.state.in_(("pending", "approved")), t.c.expires_ts <= now)
+            q = q.where(or_(t.c.state == "expired", due) if state == "expired"
+                        else and_(t.c.state == state, t.c.expires_ts > now))
+        elif state is not None:
             q = q.where(t.c.state == state)
         if incident_id is not None:
             q = q.where(t.c.incident_id == incident_id)
         with self._store.engine.connect() as c:
             rows = c.execute(q).all()
             approvals = load_approvals_for(c, [row.id for row in rows])
-        return [suggestion_from_row(row, approvals.get(row.id, ())) for row in rows]
+        return [self._as_seen(suggestion_from_row(row, approvals.get(row.id, ()))) for row in rows]
 
     # ------------------------------------------------------------------ decisions
 
@@ -380,7 +403,12 @@ class ReviewQueue:
         return result
 
     def expire_due(self, actor: str = "watchstander:sweeper") -> builtins.list[int]:
-        """The TTL sweeper: pending and approved-but-unclaimed suggestions past their time expire."""
+        """The TTL sweeper: pending and approved-but-unclaimed suggestions past their time expire.
+
+        On a read-only store nothing is recorded; `get` and `list` show due suggestions as expired.
+        """
+        if self._store.read_only:
+            return []
         now = self._now()
         t = suggestions
         with self._store.engine.connect() as c:
@@ -407,6 +435,7 @@ class ReviewQueue:
         `act` raises ReviewError only before its first write: the transaction is committed after a
         refusal so that a discovered expiry stays recorded, so a write before a refusal would stay too.
         """
+        self._known_id(suggestion_id)
         error: ReviewError | None = None
         s: Suggestion | None = None
         with self._store.begin() as c:
@@ -432,9 +461,10 @@ class ReviewQueue:
 
     def _approve_in(self, c: Connection, s: Suggestion, approver: str, comment: str, *, auto: bool = False) -> None:
         self._require(s, "approved")
-        if approver == s.requester:
+        # By person (the uid), not by string: in-process, one uid could otherwise approve under two names.
+        if person_of(approver) == person_of(s.requester):
             raise RequesterCannotApprove(f"{approver} requested suggestion #{s.id} and cannot approve it", s.id)
-        if approver in {a.approver for a in s.approvals}:
+        if person_of(approver) in {person_of(a.approver) for a in s.approvals}:
             raise DuplicateApprover(f"{approver} already approved suggestion #{s.id}; "
                                     "another person must give the next approval", s.id)
         playbook = self._bound_playbook(s)
@@ -497,16 +527,20 @@ class ReviewQueue:
     def _check_approvals(self, c: Connection, s: Suggestion, playbook: Playbook) -> None:
         """Before a run: enough distinct approvers, none the requester, each bound to these hashes."""
         required = max(s.approvals_required, self.config.approvers_for(playbook.risk))
-        people = {a.approver for a in s.approvals}
-        if (len(people) < required or s.requester in people or any(
+        people = {person_of(a.approver) for a in s.approvals}
+        if (len(people) < required or person_of(s.requester) in people or any(
                 a.playbook_hash != s.playbook_hash or a.params_sha256 != s.params_sha256 for a in s.approvals)):
             raise ParametersTampered(f"suggestion #{s.id}: its approvals do not bind this playbook and these "
                                      f"parameters with {required} distinct approver(s)", s.id)
         t = audit_log
+        # An approval counts only if its audit record is vouched for by a signed checkpoint: a row
+        # someone wrote into the database (and re-chained) has none (docs/security-audit.md).
         audited = {json.loads(r.data).get("approver") for r in c.execute(
-            select(t.c.data).where(t.c.subject == f"suggestion:{s.id}", t.c.action == "suggestion.approve"))}
-        if not people <= audited:
-            raise ParametersTampered(f"suggestion #{s.id}: an approval is missing from the audit log", s.id)
+            select(t.c.seq, t.c.data).where(t.c.subject == f"suggestion:{s.id}", t.c.action == "suggestion.approve"))
+            if self._audit.is_sealed(r.seq, conn=c)}
+        if not {a.approver for a in s.approvals} <= audited:
+            raise ParametersTampered(f"suggestion #{s.id}: an approval is missing from the audit log or not sealed",
+                                     s.id)
 
     def _audit_record(self, c: Connection, seq: int | None, action: str, subject: str) -> dict[str, Any] | None:
         """The data of one audit record if it is intact and still linked to the chain, else None."""
@@ -522,6 +556,8 @@ class ReviewQueue:
         if nxt is None:
             nxt = c.execute(select(audit_head.c.hash).where(audit_head.c.id == 1)).scalar()
         if nxt != row.hash:
+            return None
+        if not self._audit.is_sealed(seq, conn=c):
             return None
         data = json.loads(row.data)
         return data if isinstance(data, dict) else None

@@ -7,7 +7,7 @@ gets one row here; nothing is registered by import side effects.
 from __future__ import annotations
 
 from . import approvals, audit, guidance, incidents, suggestions
-from .engine import Component, Store, connect, migrate_store
+from .engine import Component, Store, check_store, connect, migrate_store
 
 COMPONENTS: tuple[Component, ...] = (
     audit.SCHEMA,
@@ -18,13 +18,19 @@ COMPONENTS: tuple[Component, ...] = (
 )
 
 
-def open_store(url: str, *, migrate: bool = True) -> Store:
-    """Open the store at `url` and (unless told not to) apply every component's pending migrations."""
-    store = connect(url)
-    if migrate:
-        try:
+def open_store(url: str, *, migrate: bool = True, read_only: bool = False) -> Store:
+    """Open the store at `url` and (unless told not to) apply every component's pending migrations.
+
+    `read_only`: open it for commands that only read -- never migrated or written, and a
+    StoreError unless every component's schema is the one this release expects.
+    """
+    store = connect(url, read_only=read_only)
+    try:
+        if read_only:
+            check_store(store, COMPONENTS)
+        elif migrate:
             migrate_store(store, COMPONENTS)
-        except BaseException:
-            store.close()
-            raise
+    except BaseException:
+        store.close()
+        raise
     return store

@@ -89,6 +89,7 @@ SCHEMA = Component("review", (_v1,))
 SuggestionState = Literal["pending", "approved", "queued", "running", "succeeded", "failed", "rolled_back",
                           "rejected", "expired", "superseded"]
 STATES: tuple[SuggestionState, ...] = get_args(SuggestionState)
+MAX_ID = 2**63 - 1  # the largest id an INTEGER column holds; a larger one cannot name a suggestion
 OPEN_STATES: tuple[SuggestionState, ...] = ("pending", "approved", "queued", "running")
 
 
@@ -206,7 +207,9 @@ def load_approvals_for(conn: Connection, suggestion_ids: Sequence[int]) -> dict[
 
 
 def load_suggestion(conn: Connection, suggestion_id: int) -> Suggestion | None:
-    """One suggestion with its approvals, or None."""
+    """One suggestion with its approvals, or None (also for an id no column could hold)."""
+    if not 0 < suggestion_id <= MAX_ID:
+        return None
     row = conn.execute(select(suggestions).where(suggestions.c.id == suggestion_id)).first()
     if row is None:
         return None

@@ -135,7 +135,8 @@ def cli(config_file: Any, clock: Any, capsys: pytest.CaptureFixture[str], cli_po
     path: Path = config_file(cli_policy_toml)
 
     def go(*argv: str, who: str = "uid:1001:alice") -> tuple[int, str]:
-        args = _parser().parse_args(["--config", str(path), *argv, "--local"])
+        local = ("--local",) if argv[1] in ("list", "show") else ()  # --local reads only
+        args = _parser().parse_args(["--config", str(path), *argv, *local])
         ctx = As(config_path=args.config, clock=clock, who=who)
         try:
             status = args.handler(args, ctx)
