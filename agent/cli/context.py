@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from ..app.wiring import App
 from ..clock import Clock, system_clock
 from ..config.load import load_config
@@ -45,6 +47,18 @@ class Context:
         if self._reader_store is None:
             self._reader_store = open_store(self.config.store.resolved_url(), read_only=True)
         return self._reader_store
+
+    @property
+    def query_store(self) -> Store:
+        """For commands that only read: the read-only store when one exists, else a new (empty) one.
+
+        A fresh install then lists nothing instead of failing, and a user who may read but not
+        write an existing store is served read-only.
+        """
+        url = make_url(self.config.store.resolved_url())
+        missing = (url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+                   and not Path(str(url.database)).exists())
+        return self.store if missing else self.reader_store
 
     @cached_property
     def app(self) -> App:

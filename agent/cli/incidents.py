@@ -51,7 +51,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def cmd_incidents_list(args: argparse.Namespace, ctx: Context) -> int:
     """List incidents."""
 
-    items = IncidentStore(ctx.store, ctx.clock).list(limit=args.limit)
+    items = IncidentStore(ctx.query_store, ctx.clock).list(limit=args.limit)
     if args.format == "json":
         print(dump_json([incident_json(i, with_findings=False) for i in items]))
     elif items:
@@ -64,11 +64,11 @@ def cmd_incidents_list(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_incidents_show(args: argparse.Namespace, ctx: Context) -> int:
     """Show one incident."""
 
-    inc = IncidentStore(ctx.store, ctx.clock).get(args.id) if 1 <= args.id <= MAX_ID else None
+    inc = IncidentStore(ctx.query_store, ctx.clock).get(args.id) if 1 <= args.id <= MAX_ID else None
     if inc is None:
         raise NotFoundError(f"no incident with id {args.id}")
     data = incident_json(inc)
-    words = guard_words(ctx.store, inc)
+    words = guard_words(ctx.query_store, inc)
     data["guard"] = [w.as_dict() if w else None for w in words]
     if args.format == "json":
         print(dump_json(data))

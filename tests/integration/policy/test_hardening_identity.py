@@ -239,13 +239,15 @@ from watchstander.agent.cli.main import main
 # Everything the command needs is imported by a first run as root on a scratch copy: the
 # interpreter lives under /root, which nobody cannot read once privileges are dropped.
 main(["--config", sys.argv[1], "suggestions", "list", "--local"])
+main(["--config", sys.argv[1], "incidents", "list"])
+main(["--config", sys.argv[1], "audit", "verify", "--local"])
 "x".encode("unicode_escape")  # a codec loaded on first use, by error messages
 os.setgroups([])
 os.setgid(65534)
 os.setuid(65534)
 sys.stdout.write("=== as nobody ===\\n")
 sys.stdout.flush()
-sys.exit(main(["--config", sys.argv[2], "suggestions", *sys.argv[3:]]))
+sys.exit(main(["--config", sys.argv[2], *sys.argv[3:]]))
 """
 
 
@@ -272,17 +274,21 @@ def test_read_only_commands_work_for_a_user_who_cannot_write_the_store(site: Pat
                                    *argv], capture_output=True, text=True, timeout=60, cwd="/")
             return done.returncode, done.stdout.split("=== as nobody ===\n", 1)[-1], done.stderr
 
-        status, out, err = as_nobody("list")
+        status, out, err = as_nobody("suggestions", "list")
         assert status == 0 and "error" not in err, err
         assert "block-address-nftables" in out and "switch-port-shutdown" in out
-        status, out, err = as_nobody("list", "--format", "json")
+        status, out, err = as_nobody("suggestions", "list", "--format", "json")
         assert status == 0, err
         assert sorted(s["id"] for s in json.loads(out)["suggestions"]) == [medium, high]
-        status, out, err = as_nobody("show", str(medium), "--local")
+        status, out, err = as_nobody("suggestions", "show", str(medium), "--local")
         assert status == 0, err
         assert f"suggestion #{medium}: block-address-nftables [pending]" in out and "stop the guessing" in out
+        status, out, err = as_nobody("incidents", "list")
+        assert status == 0 and "Traceback" not in err, err
+        status, out, err = as_nobody("audit", "verify", "--local")
+        assert status == 0 and out.startswith("ok: "), err
         # ...and a write is still refused, clearly (the file cannot be written), not as a traceback.
-        status, _, err = as_nobody("approve", str(high))
+        status, _, err = as_nobody("suggestions", "approve", str(high))
         assert status == Exit.STORE and "Traceback" not in err, err
         assert db.read_bytes() == before
         assert sorted(p.name for p in db.parent.iterdir() if p.name.startswith("w.db")) == ["w.db"]
