@@ -66,6 +66,11 @@ class Context:
         return App(self.config, self.store, self.clock)
 
     @cached_property
+    def query_app(self) -> App:
+        """The agent's services over `query_store`, for commands that only read."""
+        return App(self.config, self.query_store, self.clock)
+
+    @cached_property
     def reader_app(self) -> App:
         """The agent's services over the read-only store, for commands that only read."""
         return App(self.config, self.reader_store, self.clock)
@@ -89,7 +94,7 @@ class Context:
 
     def close(self) -> None:
         """Close the services and the store if they were opened."""
-        for name in ("app", "reader_app"):
+        for name in ("app", "reader_app", "query_app"):
             app = self.__dict__.pop(name, None)
             if app is not None:
                 app.close()

@@ -187,7 +187,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     """Print every obligation's standing on a day."""
 
     as_of = args.as_of or _today(ctx)
-    _, rows = tracked(ctx.app, as_of, args.order, as_recorded=args.as_recorded)
+    _, rows = tracked(ctx.query_app, as_of, args.order, as_recorded=args.as_recorded)
     summary = summarize(rows, as_of, ctx.config.guidance.organization)
     if args.relevant:
         rows = [r for r in rows if r.relevance != "awareness"]
@@ -213,9 +213,9 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     """Print one obligation in full with its audit history."""
 
-    gstore = guidance_store(ctx.app)
+    gstore = guidance_store(ctx.query_app)
     as_of = args.as_of or _today(ctx)
-    _, rows = tracked(ctx.app, as_of, gstore=gstore)
+    _, rows = tracked(ctx.query_app, as_of, gstore=gstore)
     row = row_of(find_obligation(rows, args.id))
     history = gstore.history(args.id)
     if args.format == "json":
@@ -319,7 +319,7 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     """Write one report file."""
     as_of = args.as_of or _today(ctx)
-    report = make_report(ctx.app, as_of, args.order, args.title, args.as_recorded, actor=ctx.identity)
+    report = make_report(ctx.query_app, as_of, args.order, args.title, args.as_recorded, actor=ctx.identity)
     write_export(report, args.format, args.out)
     print(f"wrote {args.out} ({args.format}, as of {as_of.isoformat()}, {len(report.rows)} obligations)")
     return EXIT_OK
@@ -384,7 +384,7 @@ def cmd_catalogues(args: argparse.Namespace, ctx: Context) -> int:
                 continue
             print(f"{path}: ok ({cat.display_name}, {len(cat.obligations)} obligations)")
         return EXIT_FAILURE if bad else EXIT_OK
-    for cat in load_all(ctx.app):
+    for cat in load_all(ctx.query_app):
         signed = cat.signed.isoformat() if cat.signed else "n/a"
         print(f"{cat.id:<10} {cat.display_name:<10} signed {signed}  {len(cat.obligations):>3} obligations  {cat.title}")
     return EXIT_OK

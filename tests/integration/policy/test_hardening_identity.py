@@ -241,6 +241,7 @@ from watchstander.agent.cli.main import main
 main(["--config", sys.argv[1], "suggestions", "list", "--local"])
 main(["--config", sys.argv[1], "incidents", "list"])
 main(["--config", sys.argv[1], "audit", "verify", "--local"])
+main(["--config", sys.argv[1], "guidance", "status"])
 "x".encode("unicode_escape")  # a codec loaded on first use, by error messages
 os.setgroups([])
 os.setgid(65534)
@@ -287,6 +288,8 @@ def test_read_only_commands_work_for_a_user_who_cannot_write_the_store(site: Pat
         assert status == 0 and "Traceback" not in err, err
         status, out, err = as_nobody("audit", "verify", "--local")
         assert status == 0 and out.startswith("ok: "), err
+        status, out, err = as_nobody("guidance", "status")
+        assert status == 0 and "EO 14409" in out, err
         # ...and a write is still refused, clearly (the file cannot be written), not as a traceback.
         status, _, err = as_nobody("suggestions", "approve", str(high))
         assert status == Exit.STORE and "Traceback" not in err, err
