@@ -24,6 +24,7 @@ class SkipCounter:
         self._monotonic = monotonic
         self._last_logged: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
+        self.repaired: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
 
     def skip(self, reason: str, detail: str = "") -> None:
@@ -31,18 +32,19 @@ class SkipCounter:
         self._count("skipped", reason, detail)
 
     def repair(self, reason: str, detail: str = "") -> None:
-        """Count a record kept with a field replaced (a time set to receipt time); reported with the skips."""
+        """Count a record kept with a field replaced (a time set to receipt time); not a skip, it became an Event."""
         self._count("repaired", reason, detail)
 
     def _count(self, what: str, reason: str, detail: str) -> None:
-        self.counts[reason] += 1
+        counter = self.repaired if what == "repaired" else self.counts
+        counter[reason] += 1
         now = self._monotonic()
         last = self._last_logged.get(reason)
         if last is None or now - last >= self._interval:
             self._last_logged[reason] = now
             self._log.warning(
                 "%s: %s record (%s, %d so far)%s",
-                self._source, what, reason, self.counts[reason], f": {detail[:120]!r}" if detail else "",
+                self._source, what, reason, counter[reason], f": {detail[:120]!r}" if detail else "",
             )
 
     def ignore(self, reason: str) -> None:

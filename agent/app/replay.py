@@ -122,7 +122,7 @@ def replay(app: App, files: Sequence[Path], actor: str, progress: FileProgress |
             n = pipeline.feed_all(events, cb)
         except SourceError as exc:
             raise InputError(str(exc)) from exc
-        report.files.append(FileReport(str(path), fmt, n, dict(skips.counts), round(time.perf_counter() - f0, 3)))
+        report.files.append(FileReport(str(path), fmt, n, {**skips.counts, **skips.repaired}, round(time.perf_counter() - f0, 3)))
         report.events += n
     report.findings = len(pipeline.findings)
     report.detector_failures = dict(pipeline.failures)
