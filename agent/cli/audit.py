@@ -12,6 +12,7 @@ import sys
 import unicodedata
 from collections.abc import Iterator
 from contextlib import nullcontext
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
                                               "actor, action, subject, data, prev_hash and hash; CEF is for SIEMs.")
     export.add_argument("--format", choices=("jsonl", "cef"), default="jsonl")
     export.add_argument("--out", type=Path, metavar="FILE", help="write here instead of standard output")
-    export.add_argument("--since", metavar="ISO", help="only records at or after this time (naive means UTC)")
+    export.add_argument("--since", metavar="ISO", type=_since_in_range,
+                        help="only records at or after this time (naive means UTC)")
     export.add_argument("--local", action="store_true",
                         help="read the store file named by the config even when a daemon is running")
     export.set_defaults(handler=cmd_audit_export)
@@ -58,6 +60,19 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def _seal_paths(ctx: Context) -> SealPaths:
     return seal_paths(ctx.config.audit, ctx.config.store.resolved_url())
+
+
+def _since_in_range(value: str) -> str:
+    """A --since that parses must be a time UTC can express (exit 2 otherwise); the rest is checked later."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value  # not ISO 8601: normalise_since says so (exit 4)
+    try:
+        (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"out of range: {value!r} is outside the years 1-9999 in UTC") from None
+    return value
 
 
 def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
@@ -185,8 +200,6 @@ def cef_line(rec: dict[str, Any], version: str = "0") -> str:
 
 
 def _epoch_ms(iso: str) -> str:
-    from datetime import datetime
-
     try:
         return str(int(datetime.fromisoformat(iso).timestamp() * 1000))
     except ValueError:
