@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import pwd
 from dataclasses import dataclass, field
@@ -103,7 +102,3 @@ class Context:
                 store.close()
         self._store = self._reader_store = None
 
-
-def configure_logging(level: str) -> None:
-    """Plain lines on stderr, which the journal records with its own timestamps."""
-    logging.basicConfig(level=getattr(logging, level), format="%(levelname)s %(name)s: %(message)s")
