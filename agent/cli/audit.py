@@ -86,7 +86,7 @@ def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
     params: dict[str, Any] = {"public_key": pem.decode("ascii", "replace")} if pem is not None else {}
     result = via_daemon_or_local(
         ctx, "audit.verify", params,
-        lambda _who: verify_result(ctx.reader_app.audit, ctx.reader_store, _seal_paths(ctx), pem), local=args.local)
+        lambda _who: verify_result(ctx.query_app.audit, ctx.query_store, _seal_paths(ctx), pem), local=args.local)
     if args.format == "json":
         print(json.dumps(result, sort_keys=True))
         return EXIT_OK if result["ok"] else EXIT_AUDIT_BROKEN
@@ -134,7 +134,7 @@ def _records(ctx: Context, since: str | None, local: bool) -> Iterator[dict[str,
             params["since"] = since
 
         def local_page(_who: str, a: int = after) -> dict[str, Any]:
-            return record_page(ctx.reader_store, a, MAX_PAGE, since)
+            return record_page(ctx.query_store, a, MAX_PAGE, since)
 
         page = via_daemon_or_local(ctx, "audit.records", params, local_page, local=local)
         yield from page["records"]

@@ -69,11 +69,6 @@ class Context:
         """The agent's services over `query_store`, for commands that only read."""
         return App(self.config, self.query_store, self.clock)
 
-    @cached_property
-    def reader_app(self) -> App:
-        """The agent's services over the read-only store, for commands that only read."""
-        return App(self.config, self.reader_store, self.clock)
-
     @property
     def audit(self) -> AuditLog:
         """The audit log in this store."""
@@ -93,7 +88,7 @@ class Context:
 
     def close(self) -> None:
         """Close the services and the store if they were opened."""
-        for name in ("app", "reader_app", "query_app"):
+        for name in ("app", "query_app"):
             app = self.__dict__.pop(name, None)
             if app is not None:
                 app.close()

@@ -19,7 +19,6 @@ from ..errors import EXIT_OK
 from .context import Context
 from .replay import print_summary
 
-
 DEMO_APPROVERS = ("demo:approver-1", "demo:approver-2")
 
 

@@ -107,7 +107,7 @@ def build_queue(ctx: Context, catalogue: Catalogue | None = None, *, read_only: 
 
     `read_only`: over the store opened read-only, for list and show.
     """
-    return (ctx.reader_app if read_only else ctx.app).review_queue(catalogue)
+    return (ctx.query_app if read_only else ctx.app).review_queue(catalogue)
 
 
 def _review_error_codes() -> dict[str, type[ReviewError]]:

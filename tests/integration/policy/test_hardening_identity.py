@@ -69,7 +69,7 @@ def seed(config: Path, clock: Clock = system_clock) -> tuple[int, int]:
 
 
 @pytest.fixture
-def site() -> Iterator[Path]:
+def site(cli_policy_toml: str) -> Iterator[Path]:
     """A short folder under /tmp (a socket path fits sun_path) holding the config; no daemon listens."""
     folder = Path(tempfile.mkdtemp(prefix="wsid", dir="/tmp"))
     config = folder / "watchstander.toml"
@@ -80,15 +80,7 @@ def site() -> Iterator[Path]:
         url = "sqlite:///{folder / 'store' / 'w.db'}"
         [control]
         socket = "{folder / 'control.sock'}"
-        [[assets]]
-        cidr = "10.0.0.0/24"
-        name = "core"
-        protected = true
-        [policy.defaults.block-address-nftables]
-        firewall = "fw1"
-        [policy.defaults.switch-port-shutdown]
-        switch = "sw1"
-        """), encoding="utf-8")
+        """) + cli_policy_toml, encoding="utf-8")
     yield config
     shutil.rmtree(folder, ignore_errors=True)
 
