@@ -33,6 +33,8 @@ class Exit(IntEnum):
     PARAMETERS_REFUSED = 10   # the guard refused an edit's parameters
     CONCURRENT_UPDATE = 11    # another decision won a race; try again
     AUDIT_BROKEN = 12         # the audit chain does not verify
+    RUN_FAILED = 13           # a run ended failed, rolled_back, rollback_failed or interrupted
+    DEVICE = 14               # a device could not be reached, verified (host key) or logged in to
     UNAVAILABLE = 69          # the daemon is not reachable (sysexits.h EX_UNAVAILABLE)
     NOPERM = 77               # the caller's role does not allow the request (sysexits.h EX_NOPERM)
     INTERRUPTED = 130         # interrupted (SIGINT)

@@ -165,24 +165,28 @@ class SmtpNotifier:
 
     def send(self, reminders: Sequence[Reminder], as_of: date, organization: str) -> None:
         """Deliver through the configured SMTP server; failures raise NotifyError."""
-        assert self.cfg.host is not None
-        msg = email_message(reminders, as_of, organization, self.cfg)
-        try:
-            if self.cfg.ssl:
-                client: smtplib.SMTP = smtplib.SMTP_SSL(self.cfg.host, self.cfg.port, timeout=self.cfg.timeout_s,
-                                                        context=ssl.create_default_context())
-            else:
-                client = smtplib.SMTP(self.cfg.host, self.cfg.port, timeout=self.cfg.timeout_s)
-            with client:
-                if self.cfg.starttls:
-                    client.starttls(context=ssl.create_default_context())
-                if self.cfg.username and self.cfg.password is not None:
-                    client.login(self.cfg.username, self.cfg.password.get_secret_value())
-                refused = client.send_message(msg)
-        except (smtplib.SMTPException, OSError) as exc:
-            raise NotifyError(self.name, f"{self.cfg.host}:{self.cfg.port}: {exc}") from exc
-        if refused:
-            raise NotifyError(self.name, f"recipients refused: {', '.join(sorted(refused))}")
+        send_email(self.cfg, email_message(reminders, as_of, organization, self.cfg), self.name)
+
+
+def send_email(cfg: SmtpConfig, msg: EmailMessage, channel: str = "email") -> None:
+    """Deliver one message through the configured SMTP server; failures raise NotifyError."""
+    assert cfg.host is not None
+    try:
+        if cfg.ssl:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_s,
+                                                    context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s)
+        with client:
+            if cfg.starttls:
+                client.starttls(context=ssl.create_default_context())
+            if cfg.username and cfg.password is not None:
+                client.login(cfg.username, cfg.password.get_secret_value())
+            refused = client.send_message(msg)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise NotifyError(channel, f"{cfg.host}:{cfg.port}: {exc}") from exc
+    if refused:
+        raise NotifyError(channel, f"recipients refused: {', '.join(sorted(refused))}")
 
 
 def notifiers_for(cfg: RemindersConfig) -> list[Notifier]:

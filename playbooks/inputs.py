@@ -30,6 +30,9 @@ class Inventory(Protocol):
     def roles_of(self, device: str) -> frozenset[str] | None:
         """The roles of `device` in the inventory, or None when no such device exists."""
 
+    def with_role(self, role: str) -> list[str]:
+        """The names of every device that has `role`."""
+
 
 class _Input(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from . import templates
 from .actions import get_action
 from .errors import PlaybookValidationError, Problem, UnknownActionError
-from .inputs import DeviceInput
+from .inputs import DeviceInput, IntegerInput
 from .model import Playbook, PlaybookSpec, Step
 from .templates import Value
 from .yamlsafe import MAX_BYTES, KeyPath, LoadedYaml, key_path, locate, parse_yaml
@@ -69,9 +69,30 @@ def _semantic_problems(spec: PlaybookSpec, loaded: LoadedYaml, source: str) -> I
                                f"step id {step.id!r} is already used at {key_path(seen[step.id])}")
             seen.setdefault(step.id, where)
             yield from _step_problems(spec, step, where, loaded, source, used)
+    yield from _revert_problems(spec, loaded, source, used)
     for name in spec.inputs:
         if name not in used:
             yield _problem(loaded, source, ("inputs", name), "input is declared but no step uses it")
+
+
+def _revert_problems(spec: PlaybookSpec, loaded: LoadedYaml, source: str, used: set[str]) -> Iterator[Problem]:
+    raw = spec.revert_after_minutes
+    if raw is None:
+        return
+    if not spec.rollback:
+        yield _problem(loaded, source, ("revert_after_minutes",), "a timed revert needs a rollback section")
+    if isinstance(raw, int):
+        if not 1 <= raw <= 525600:
+            yield _problem(loaded, source, ("revert_after_minutes",), "must be from 1 to 525600 minutes")
+        return
+    name = templates.whole_reference(raw)
+    spec_in = spec.inputs.get(name) if name else None
+    if not isinstance(spec_in, IntegerInput) or spec_in.many or spec_in.min < 1:
+        yield _problem(loaded, source, ("revert_after_minutes",),
+                       "must be a number of minutes or exactly {{ inputs.NAME }} of an integer input with min >= 1")
+        return
+    assert name is not None  # an IntegerInput was found under it
+    used.add(name)
 
 
 def _step_problems(spec: PlaybookSpec, step: Step, where: KeyPath, loaded: LoadedYaml, source: str,

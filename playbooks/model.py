@@ -58,6 +58,9 @@ class PlaybookSpec(_Frozen):
     steps: list[Step] = Field(min_length=1, max_length=100)
     post_checks: list[Step] = Field(default_factory=list, max_length=50)
     rollback: list[Step] = Field(default_factory=list, max_length=100)
+    # For devices without a timer of their own: the runner undoes a succeeded run (its rollback
+    # section) this many minutes after it ended, persistently, across restarts of the agent.
+    revert_after_minutes: int | str | None = Field(None, description="minutes, or {{ inputs.NAME }} of an integer input")
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,16 @@ class Playbook:
         target = getattr(args, action.target_field) if action.target_field else None
         timeout = step.timeout_s or max(action.default_timeout_s, action.timeout_floor(args))
         return RenderedStep(section, step.id, step.action, args, timeout, expect, target)
+
+    def revert_after_s(self, values: Mapping[str, Value | list[Value]]) -> int | None:
+        """Seconds after a successful run when its rollback runs by itself, or None (no timed revert)."""
+        raw = self.spec.revert_after_minutes
+        if raw is None:
+            return None
+        minutes = templates.render_string(raw, values) if isinstance(raw, str) else raw
+        if isinstance(minutes, (list, bool)) or not str(minutes).isdigit():
+            raise ParameterError("revert_after_minutes", f"not a number of minutes: {minutes!r}")
+        return int(minutes) * 60
 
     def describe_for_model(self) -> dict[str, Any]:
         """What a triage model needs to choose this playbook: id, title, risk and typed inputs, no commands."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# tests/support holds real test devices (SSH servers, snmpd, network namespaces): `import support.x`.
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
 SHARED = REPO.parent / "shared"
 FIXED_NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 

@@ -28,6 +28,7 @@ from ..store.engine import Store
 from ..store.seal import Sealer
 from ..triage.baseline import BaselineAnalyst
 from ..triage.service import TriageService
+from .devices import DeviceDirectory
 
 FileStamp = tuple[str, int, int]  # path, mtime in ns, size
 
@@ -85,6 +86,7 @@ class App:
         self.approvals = ApprovalStore(store, self.audit, clock)
         self.playbooks = PlaybookCatalogue(tuple(config.playbooks.dirs))
         self.detector_profiles = detector_profiles()
+        self.devices = DeviceDirectory(config)
 
     def catalogue(self) -> Catalogue:
         """The approved-playbook catalogue as it is on disk now."""
@@ -93,7 +95,7 @@ class App:
     def guard(self, catalogue: Catalogue | None = None) -> PolicyGuard:
         """The policy guard over the current catalogue (or the one given)."""
         return PolicyGuard(self.config.policy, catalogue or self.catalogue(), self.approvals, self.config.assets,
-                           self.clock, store=self.store)
+                           self.clock, store=self.store, inventory=self.devices)
 
     def review_queue(self, catalogue: Catalogue | None = None) -> ReviewQueue:
         """The review queue, its guard reading the current catalogue (or the one given)."""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import EXIT_FAILURE, ConfigError, Exit, WatchstanderError
-from . import audit, config, control, demo, guidance, incidents, playbooks, replay, run, suggestions
+from . import audit, config, control, demo, devices, guidance, incidents, playbooks, replay, run, runs, suggestions
 from .context import Context
 from .logs import configure_logging
 from .output import printable
@@ -17,7 +17,7 @@ from .output import printable
 log = logging.getLogger(__name__)
 
 # Every command group, in the order `--help` lists them: one module each, with a register().
-COMMANDS = (config, replay, incidents, run, demo, suggestions, playbooks, guidance, audit, control)
+COMMANDS = (config, replay, incidents, run, demo, suggestions, playbooks, runs, devices, guidance, audit, control)
 
 Handler = Callable[[argparse.Namespace, Context], int]
 

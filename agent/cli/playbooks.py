@@ -26,6 +26,7 @@ from watchstander.playbooks import (
 )
 from watchstander.playbooks.catalogue import playbook_files
 from watchstander.playbooks.loader import describe_problems
+from watchstander.playbooks.runner import describe
 
 from ..control.client import via_daemon_or_local
 from ..control.playbook_methods import approve_definition
@@ -65,6 +66,14 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     approve.add_argument("ref", metavar="PATH|ID")
     approve.add_argument("--comment", default="", help="why it is approved (kept with the approval)")
     approve.set_defaults(handler=cmd_approve)
+
+    dry = psub.add_parser("dry-run", parents=[parent, dirs],
+                          help="render every command of every step for these parameters; contacts nothing")
+    dry.add_argument("ref", metavar="ID|PATH")
+    dry.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
+                     help="an input value (repeatable; a list input takes VALUE,VALUE,...)")
+    dry.add_argument("--format", choices=("text", "json"), default="text")
+    dry.set_defaults(handler=cmd_dry_run)
 
     revoke = psub.add_parser("revoke", parents=[parent], help="withdraw a playbook's approval; audited")
     revoke.add_argument("playbook_id", metavar="ID")
@@ -258,4 +267,43 @@ def cmd_revoke(args: argparse.Namespace, ctx: Context) -> int:
         raise NotFoundError(f"no current approval for playbook {args.playbook_id!r}")
     for a in revoked:
         print(f"revoked #{a.id} {a.playbook_id} sha256 {a.content_hash}")
+    return EXIT_OK
+
+
+def parse_params(pairs: list[str], playbook: Playbook) -> dict[str, Any]:
+    """NAME=VALUE pairs as parameters; a list input splits on commas. InputError on a malformed pair."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InputError(f"--param {pair!r}: expected NAME=VALUE")
+        spec = playbook.spec.inputs.get(name)
+        out[name] = value.split(",") if spec is not None and spec.many else value
+    return out
+
+
+def cmd_dry_run(args: argparse.Namespace, ctx: Context) -> int:
+    """Print what a run would send to each device, with the site's pinned values and inventory applied."""
+    playbook = _resolve(args.ref, _catalogue(args, ctx))
+    checked = ctx.query_app.guard().check_parameters(playbook, parse_params(args.params, playbook))
+    if isinstance(checked, tuple):
+        raise InputError(f"{playbook.id}: parameters refused: {checked[0]} ({checked[1]})")
+    steps = playbook.render(checked, ctx.query_app.devices)
+    rows = [{"section": st.section, "step": st.id, "action": st.action, "target": st.target,
+             "command": describe(st), "timeout_s": st.timeout_s,
+             "expect": st.expect.model_dump(exclude_none=True) if st.expect else None} for st in steps]
+    revert_s = playbook.revert_after_s(checked)
+    if args.format == "json":
+        print(dump_json({"playbook": playbook.id, "content_hash": playbook.content_hash, "parameters": checked,
+                         "revert_after_s": revert_s, "steps": rows}))
+        return EXIT_OK
+    print(f"dry run of {playbook.id} v{playbook.version} (sha256 {playbook.content_hash[:12]}); nothing is contacted")
+    for name, value in sorted(checked.items()):
+        print(f"  {name} = {printable(json.dumps(value))}")
+    for row in rows:
+        print(f"  {row['section']:<11} {row['step']} [{row['timeout_s']} s]: {printable(str(row['command']), 2000)}")
+        if row["expect"]:
+            print(f"  {'':<11}   expect {printable(json.dumps(row['expect']))}")
+    if revert_s:
+        print(f"  the rollback runs by itself {revert_s // 60} minute(s) after a successful run")
     return EXIT_OK

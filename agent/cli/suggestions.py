@@ -228,9 +228,10 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     """Print one suggestion."""
 
-    s: dict[str, Any] = review(ctx, "suggestions.show", {"id": args.id}, local=args.local)["suggestion"]
+    answer = review(ctx, "suggestions.show", {"id": args.id}, local=args.local)
+    s: dict[str, Any] = answer["suggestion"]
     if args.format == "json":
-        print(dump_json(s))
+        print(dump_json({**s, "will_run": answer.get("will_run"), "will_run_error": answer.get("will_run_error")}))
         return EXIT_OK
     print(f"suggestion #{s['id']}: {printable(s['playbook_id'])} [{printable(s['state'])}]")
     print(f"  incident:   {s['incident_id'] if s['incident_id'] is not None else '-'}")
@@ -255,6 +256,12 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     for a in s["approvals"]:
         print(f"  approved by {printable(a['approver'])} at {a['approved_at']}"
               f"{': ' + printable(a['comment']) if a['comment'] else ''}")
+    if answer.get("will_run") is not None:
+        print("  will run (exactly these commands, in this order; rollback only if a step or post-check fails):")
+        for st in answer["will_run"]:
+            print(f"    {printable(st['section']):<11} {printable(st['step'])}: {printable(st['command'], 2000)}")
+    elif answer.get("will_run_error"):
+        print(f"  will run:   nothing: {printable(answer['will_run_error'])}")
     return EXIT_OK
 
 

@@ -28,8 +28,8 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
-        elif isinstance(value, list) and isinstance(out.get(key), list) and key == "assets":
-            out[key] = out[key] + list(value)  # drop-ins add assets rather than replace them
+        elif isinstance(value, list) and isinstance(out.get(key), list) and key in ("assets", "devices"):
+            out[key] = out[key] + list(value)  # drop-ins add assets and devices rather than replace them
         else:
             out[key] = value
     return out

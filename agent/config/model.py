@@ -21,7 +21,9 @@ from .audit import AuditConfig
 from .base import Frozen
 from .control import ControlConfig
 from .detectors import DetectorsConfig
+from .devices import Device, unique_devices
 from .policy import PolicyConfig
+from .runner import NotifyConfig, RunnerConfig
 from .triage import TriageConfig
 
 
@@ -121,6 +123,9 @@ class AgentConfig(Frozen):
     control: ControlConfig = ControlConfig()
     guidance: GuidanceConfig = GuidanceConfig()
     audit: AuditConfig = AuditConfig()
+    devices: tuple[Device, ...] = ()
+    runner: RunnerConfig = RunnerConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     @model_validator(mode="after")
     def _unique_asset_names(self) -> AgentConfig:
@@ -128,4 +133,7 @@ class AgentConfig(Frozen):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate asset names: {', '.join(dupes)}")
+        unique_devices(self.devices)
+        if self.runner.alert_webhook and self.runner.alert_webhook not in self.notify.webhooks:
+            raise ValueError(f"runner.alert_webhook names no webhook in [notify.webhooks]: {self.runner.alert_webhook!r}")
         return self

@@ -22,7 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..store.suggestions import STATES
+from watchstander.playbooks import PlaybookError
+from watchstander.playbooks.runner import describe
+
+from ..store.suggestions import STATES, Suggestion
 from .errors import InvalidParams, UnknownMethod
 from .identity import Identity, Role
 from .registry import MethodRegistry
@@ -39,6 +42,20 @@ REVIEW_METHODS: dict[str, Role] = {
 }
 MAX_TEXT = 2000
 MAX_LIST = 1000
+
+
+def will_run(queue: ReviewQueue, s: Suggestion) -> dict[str, Any]:
+    """What approving `s` would run, step by step, exactly as the runner renders it (or why it cannot)."""
+    try:
+        playbook = queue.guard.catalogue.get(s.playbook_id)
+        if playbook.content_hash != s.playbook_hash:
+            return {"will_run": None, "will_run_error": f"playbook {s.playbook_id} changed since this suggestion "
+                                                        "was made; it cannot run"}
+        steps = playbook.render(s.parameters, queue.guard.inventory)
+    except PlaybookError as exc:
+        return {"will_run": None, "will_run_error": str(exc)[:500]}
+    return {"will_run": [{"section": st.section, "step": st.id, "action": st.action, "target": st.target,
+                          "command": describe(st), "timeout_s": st.timeout_s} for st in steps]}
 
 
 def _id(params: dict[str, Any]) -> int:
@@ -90,7 +107,8 @@ def review_call(queue: ReviewQueue, method: str, principal: str, params: dict[st
         return {"suggestions": [s.as_dict() for s in items]}
     if method == "suggestions.show":
         queue.expire_due()
-        return {"suggestion": queue.get(_id(params)).as_dict()}
+        s = queue.get(_id(params))
+        return {"suggestion": s.as_dict(), **will_run(queue, s)}
     if method == "suggestions.approve":
         return {"suggestion": queue.approve(_id(params), principal, _text(params, "comment")).as_dict()}
     if method == "suggestions.reject":

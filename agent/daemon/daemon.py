@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from watchstander.connectors.events import Event
 
 from ..app.decide import decide
+from ..app.runs import RunService
 from ..app.wiring import App
 from ..detection.pipeline import Pipeline
 from ..models import Finding
@@ -27,6 +28,8 @@ from .syslog import SyslogTcp, SyslogUdp
 from .systemd import sd_notify
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 20.0
 
 
 def _snapshot(f: Finding) -> Finding:
@@ -46,7 +49,8 @@ class Daemon:
         self.pipeline = Pipeline(app.config.detectors)
         self.sources: list[Source] = build_sources(app.config.sources, app.clock,
                                                    SOURCE_KINDS if source_kinds is None else source_kinds)
-        self.jobs = Jobs(app, self.flush)
+        self.runs = RunService(app)
+        self.jobs = Jobs(app, self.flush, self.runs, actor)
         self._persisted: dict[int, tuple[int, float]] = {}
         self._flush_lock = asyncio.Lock()
         self.newest_event = 0.0
@@ -74,6 +78,8 @@ class Daemon:
 
     async def start(self) -> None:
         """Start every source and the scheduled jobs."""
+        # Before anything runs: runs a previous process left behind are interrupted, never repeated.
+        await self.runs.recover_and_alert(self.actor)
         sink = Sink(asyncio.get_running_loop(), self.feed)
         for source in self.sources:
             await source.start(sink)
@@ -125,6 +131,9 @@ class Daemon:
     async def stop(self) -> None:
         """Stop the sources and jobs, flush what is left, and return."""
         self.jobs.stop()
+        # A run in flight may finish its step (systemd allows TimeoutStopSec); what is left is
+        # cancelled and found `interrupted` at the next start.
+        await self.runs.drain(STOP_GRACE_S)
         for source in self.sources:
             try:
                 await source.stop()

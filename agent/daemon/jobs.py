@@ -4,6 +4,8 @@
     suggestions.expire    the review queue's TTL sweep, so expiry needs nobody to list suggestions
     guidance.reminders    the daily deadline reminders ([guidance.reminders] hour, minute, timezone)
     store.maintain        checkpoint and optimise the store once a day
+    runs.dispatch         start a run for every approved suggestion ([runner] auto_run, every poll_s)
+    runs.revert_due       undo runs whose timed revert is due (kept in the store across restarts)
 
 Every job runs behind one barrier: a failure is logged with the job's name and the next run
 comes as scheduled. Blocking work goes to a worker thread so the loop keeps ingesting.
@@ -24,6 +26,7 @@ from watchstander.guidance.errors import GuidanceError
 from watchstander.guidance.reminders import install_reminder_job
 
 from ..app.compliance import run_reminders
+from ..app.runs import RunService
 from ..app.wiring import App
 from ..errors import WatchstanderError
 
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 EXPIRE_EVERY_S = 60.0
 MAINTAIN_EVERY_S = 24 * 3600.0
 SWEEPER = "watchstander:sweeper"
+REVERT_CHECK_S = 10.0
 
 Job = Callable[[], Awaitable[object]]
 
@@ -57,12 +61,16 @@ def in_thread(fn: Callable[[], object]) -> Job:
 class Jobs:
     """The scheduler and the daemon's named jobs on it."""
 
-    def __init__(self, app: App, flush: Job) -> None:
+    def __init__(self, app: App, flush: Job, runs: RunService | None = None, actor: str = "watchstander:daemon") -> None:
         self.app = app
         self.scheduler = AsyncIOScheduler(timezone=ZoneInfo("UTC"))
         self.add("flush", flush, IntervalTrigger(seconds=app.config.sources.flush_s))
         self.add("suggestions.expire", in_thread(self.expire_suggestions), IntervalTrigger(seconds=EXPIRE_EVERY_S))
         self.add("store.maintain", in_thread(app.store.maintain), IntervalTrigger(seconds=MAINTAIN_EVERY_S))
+        if runs is not None:
+            if app.config.runner.auto_run:
+                self.add("runs.dispatch", lambda: runs.dispatch(actor), IntervalTrigger(seconds=app.config.runner.poll_s))
+            self.add("runs.revert_due", runs.revert_due, IntervalTrigger(seconds=REVERT_CHECK_S))
         install_reminder_job(self.scheduler, guarded("guidance.reminders", in_thread(self.send_reminders)),
                              app.config.guidance.reminders)
 

@@ -56,10 +56,16 @@ DEMO_CONFIG = """\
 [store]
 url = "sqlite:///{db}"
 """+DEMO_ASSETS+"""
-# The devices the analyst cannot know: which firewall blocks, which sensor port captures.
-[policy.defaults.block-address-nftables]
-firewall = "fw-dmz"
+# The demo site's inventory: the block playbook finds its firewall here (the one device with the
+# role linux-firewall). No credentials: the demo suggests, and nothing in it connects anywhere.
+[[devices]]
+name = "fw-dmz"
+address = "192.0.2.10"
+platform = "linux"
+roles = ["linux-firewall", "linux-host"]
+description = "DMZ firewall (demo; TEST-NET address)"
 
+# The sensor port the capture playbook uses: a site choice the analyst cannot know.
 [policy.defaults.capture-incident-traffic]
 interface = "span0"
 

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from watchstander.playbooks import Catalogue, ParameterError, Playbook, UnknownPlaybookError
-from watchstander.playbooks.inputs import CidrInput, Inventory, IpInput, Ipv4Input, Ipv6Input
+from watchstander.playbooks.inputs import CidrInput, DeviceInput, Inventory, IpInput, Ipv4Input, Ipv6Input
 
 from ..clock import Clock
 from ..config.model import Asset
@@ -204,6 +204,11 @@ class PolicyGuard:
         self._store = store
         self._inventory = inventory
 
+    @property
+    def inventory(self) -> Inventory | None:
+        """The device inventory device inputs are checked against (None: not checked)."""
+        return self._inventory
+
     def check(self, incident: Incident | None, verdict: TriageVerdict,
               conn: Connection | None = None) -> list[GuardDecision]:
         """One decision per recommended action, in order; pass `conn` to count within a transaction."""
@@ -270,6 +275,17 @@ class PolicyGuard:
                 # The device to act on is the site's choice, never the analyst's.
                 return f"bad_parameter:{name}", "the configuration pins this value"
             merged[name] = value
+        if self._inventory is not None:
+            for name, spec in inputs.items():
+                if isinstance(spec, DeviceInput) and name not in merged and spec.default is None:
+                    # The device an action needs is the site's, not the analyst's, to know: the one
+                    # inventory device with the role, when there is exactly one.
+                    holders = self._inventory.with_role(spec.role)
+                    if len(holders) == 1:
+                        merged[name] = holders[0]
+                    elif holders:
+                        return (f"missing_parameter:{name}", f"{len(holders)} devices have role {spec.role!r}; "
+                                f"pin one in [policy.defaults.{playbook.id}]")
         try:
             values = playbook.validate_parameters(merged, self._inventory)
         except ParameterError as exc:

@@ -22,7 +22,7 @@ import builtins
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -73,9 +73,10 @@ log = logging.getLogger(__name__)
 TRANSITIONS: dict[SuggestionState, frozenset[SuggestionState]] = {
     "pending": frozenset({"approved", "rejected", "expired", "superseded"}),
     "approved": frozenset({"queued", "rejected", "expired"}),
-    "queued": frozenset({"running", "failed"}),
-    "running": frozenset({"succeeded", "failed", "rolled_back"}),
-    **{s: frozenset() for s in ("succeeded", "failed", "rolled_back", "rejected", "expired", "superseded")},
+    "queued": frozenset({"running", "failed", "interrupted"}),
+    "running": frozenset({"succeeded", "failed", "rolled_back", "rollback_failed", "interrupted"}),
+    **{s: frozenset() for s in ("succeeded", "failed", "rolled_back", "rollback_failed", "interrupted", "rejected",
+                                "expired", "superseded")},
 }
 assert set(TRANSITIONS) == set(STATES)
 # Moves made only through their own methods, which carry the checks that belong to them.
@@ -373,8 +374,13 @@ class ReviewQueue:
         self._retrying(lambda: self._decide(suggestion_id, editor, "edit", act))
         return box["new"]
 
-    def claim(self, suggestion_id: int, actor: str) -> Suggestion:
-        """Consume the approval (approved → queued) after checking its binding once more; single use."""
+    def claim(self, suggestion_id: int, actor: str,
+              then: Callable[[Connection, Suggestion], None] | None = None) -> Suggestion:
+        """Consume the approval (approved → queued) after checking its binding once more; single use.
+
+        `then` runs in the same transaction, on the queued suggestion: the runner records its run
+        there, so that an approval is never consumed without a run to show for it (or the reverse).
+        """
         def act(c: Connection, s: Suggestion) -> None:
             self._require(s, "queued")
             playbook = self._bound_playbook(s)
@@ -382,6 +388,8 @@ class ReviewQueue:
             self._check_approvals(c, s, playbook)
             self._move(c, s, "queued", actor, decided=False,
                        audit_data={"playbook_hash": s.playbook_hash, "params_sha256": s.params_sha256})
+            if then is not None:
+                then(c, self._load(c, s.id))
 
         result: Suggestion = self._retrying(lambda: self._decide(suggestion_id, actor, "claim", act))
         return result
@@ -401,6 +409,16 @@ class ReviewQueue:
 
         result: Suggestion = self._retrying(lambda: self._decide(suggestion_id, actor, "transition", act))
         return result
+
+    def transition_in(self, conn: Connection, suggestion_id: int, to: str, actor: str,
+                      detail: str | None = None) -> None:
+        """A runner's move inside the caller's transaction (the run's own row changes with it)."""
+        if to in _GUARDED_TARGETS or to not in STATES:
+            raise IllegalTransition(f"a runner cannot move a suggestion to {to}", suggestion_id, None, to)
+        s = self._load(conn, suggestion_id)
+        if to not in TRANSITIONS[s.state]:
+            raise state_error(s, to)
+        self._move(conn, s, to, actor, decided=False, reason=detail[:2000] if detail else None)
 
     def expire_due(self, actor: str = "watchstander:sweeper") -> builtins.list[int]:
         """The TTL sweeper: pending and approved-but-unclaimed suggestions past their time expire.

@@ -6,7 +6,7 @@ gets one row here; nothing is registered by import side effects.
 
 from __future__ import annotations
 
-from . import approvals, audit, guidance, incidents, suggestions
+from . import approvals, audit, guidance, incidents, runs, suggestions
 from .engine import Component, Store, check_store, connect, migrate_store
 
 COMPONENTS: tuple[Component, ...] = (
@@ -15,6 +15,7 @@ COMPONENTS: tuple[Component, ...] = (
     approvals.SCHEMA,
     suggestions.SCHEMA,
     guidance.SCHEMA,
+    runs.SCHEMA,
 )
 
 

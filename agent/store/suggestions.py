@@ -87,7 +87,7 @@ def _v1(conn: Connection) -> None:
 SCHEMA = Component("review", (_v1,))
 
 SuggestionState = Literal["pending", "approved", "queued", "running", "succeeded", "failed", "rolled_back",
-                          "rejected", "expired", "superseded"]
+                          "rollback_failed", "interrupted", "rejected", "expired", "superseded"]
 STATES: tuple[SuggestionState, ...] = get_args(SuggestionState)
 MAX_ID = 2**63 - 1  # the largest id an INTEGER column holds; a larger one cannot name a suggestion
 OPEN_STATES: tuple[SuggestionState, ...] = ("pending", "approved", "queued", "running")

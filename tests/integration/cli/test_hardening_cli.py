@@ -242,7 +242,8 @@ def test_dump_json_escapes_format_and_separator_characters() -> None:
 
 def test_show_keeps_allowed_actions_as_suggestions(config_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Only what the guard refused reads `refused`: an approved playbook's action stays `suggest`."""
-    cfg = str(config_file('[policy.defaults.block-address-nftables]\nfirewall = "fw-dmz"\n'))
+    cfg = str(config_file('[[devices]]\nname = "fw-dmz"\naddress = "192.0.2.1"\nroles = ["linux-firewall"]\n\n'
+                          '[policy.defaults.block-address-nftables]\nfirewall = "fw-dmz"\n'))
     code, _, err = run("playbooks", "approve", "block-address-nftables", "--config", cfg, "--comment", "reviewed")
     assert code == 0, err
     auth, _eve = hostile_telemetry(tmp_path / "t")

@@ -54,6 +54,11 @@ ASSETS = DEMO_ASSETS
 # any other value as bad_parameter:interface whatever it contains, and the interface cases must be
 # refused for their content, not for differing from the pin.
 PINNED = """
+[[devices]]
+name = "fw-dmz"
+address = "192.0.2.1"
+roles = ["linux-firewall"]
+
 [policy.defaults.block-address-nftables]
 firewall = "fw-dmz"
 """

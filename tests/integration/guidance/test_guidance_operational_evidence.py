@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 def test_decisions_and_detection_to_decision_time(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cfg = tmp_path / "w.toml"
     cfg.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "w.db"}"\n'
+                   '[[devices]]\nname = "fw1"\naddress = "192.0.2.1"\nroles = ["linux-firewall"]\n'
                    '[policy.defaults.block-address-nftables]\nfirewall = "fw1"\n'
                    '[policy.defaults.capture-incident-traffic]\ninterface = "span0"\n', encoding="utf-8")
     base = ["--config", str(cfg)]

@@ -31,6 +31,16 @@ cidr = "10.0.0.0/24"
 name = "core"
 protected = true
 
+[[devices]]
+name = "fw1"
+address = "192.0.2.1"
+roles = ["linux-firewall"]
+
+[[devices]]
+name = "sw1"
+address = "192.0.2.2"
+roles = ["switch"]
+
 [policy.defaults.block-address-nftables]
 firewall = "fw1"
 

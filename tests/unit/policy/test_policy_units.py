@@ -103,7 +103,8 @@ def test_bad_policy_config_names_the_key(raw: dict[str, object], key: str) -> No
 
 def test_transition_table() -> None:
     terminal = {s for s, nxt in TRANSITIONS.items() if not nxt}
-    assert terminal == {"succeeded", "failed", "rolled_back", "rejected", "expired", "superseded"}
+    assert terminal == {"succeeded", "failed", "rolled_back", "rollback_failed", "interrupted", "rejected", "expired",
+                        "superseded"}
     # Nothing returns to pending or approved once it left them: an approval is single-use.
     for state, nxt in TRANSITIONS.items():
         assert "pending" not in nxt

@@ -1,0 +1,1 @@
+"""Real test devices the tests start and stop: SSH servers, snmpd, network namespaces."""
