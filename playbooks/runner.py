@@ -216,7 +216,7 @@ class Runner:
             return StepOutcome("error", None, f"no executor for action {step.action!r}")
         began = self._monotonic()
         try:
-            result = await asyncio.wait_for(executor(step, timeout), timeout + _BACKSTOP_S)
+            result = await asyncio.wait_for(executor(step, timeout), timeout + min(_BACKSTOP_S, max(0.5, timeout / 10)))
         except (TimeoutError, DeviceTimeout) as exc:
             detail = str(exc) if isinstance(exc, DeviceTimeout) else f"no answer within {timeout:g} s"
             return StepOutcome("timeout", None, detail, self._monotonic() - began)

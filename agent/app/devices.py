@@ -90,11 +90,14 @@ class DeviceDirectory:
             community = self._secret(name, s.community_credential, s.community_file)
             return SnmpTarget(name=name, address=d.address, port=s.port, community=community, retries=s.retries)
         assert s.user is not None  # the config model requires it for version 3
-        creds = SnmpV3Credentials(
-            user=s.user, auth_protocol=s.auth_protocol, priv_protocol=s.priv_protocol,
-            auth_key=self._secret(name, s.auth_key_credential, s.auth_key_file),
-            priv_key=self._secret(name, s.priv_key_credential, s.priv_key_file))
-        return SnmpTarget(name=name, address=d.address, port=s.port, v3=creds, retries=s.retries)
+        try:
+            creds = SnmpV3Credentials(
+                user=s.user, auth_protocol=s.auth_protocol, priv_protocol=s.priv_protocol,
+                auth_key=self._secret(name, s.auth_key_credential, s.auth_key_file),
+                priv_key=self._secret(name, s.priv_key_credential, s.priv_key_file))
+            return SnmpTarget(name=name, address=d.address, port=s.port, v3=creds, retries=s.retries)
+        except ValueError as exc:  # e.g. a key shorter than SNMPv3's 8 characters
+            raise CredentialError(name, f"SNMPv3 credentials unusable: {exc}") from None
 
     def webhook(self, name: str) -> WebhookTarget:
         """The webhook configured under `name` in [notify.webhooks], its token read now."""

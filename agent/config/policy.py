@@ -10,8 +10,10 @@ system_identity = "watchstander:triage"
 [policy.rate_limits]
 switch-port-shutdown = 2
 
-[policy.defaults.block-address-nftables]
-firewall = "fw1"                  # the device the analyst cannot know; the action may not change it
+[policy.defaults.capture-incident-traffic]
+interface = "span0"               # what the analyst cannot know; the action may not change it
+# A device input needs no pin when one inventory device has its role (docs/runner.md); pin one
+# here to choose among several:  [policy.defaults.block-address-nftables] firewall = "fw1"
 ```
 """
 
