@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,14 +85,21 @@ def _capture(interface: str, path: Path, hosts: Sequence[str], ports: Sequence[i
             return stop.is_set()
 
         try:
-            sniffer = AsyncSniffer(iface=interface, lfilter=matcher, prn=keep, store=False, timeout=duration_s,
-                                   stop_filter=done)
+            # AsyncSniffer takes no timeout (scapy 2.5+ raises ValueError): the deadline is kept
+            # here, counted from the moment the sniffer listens (before that, stop() is ignored).
+            started = threading.Event()
+            sniffer = AsyncSniffer(iface=interface, lfilter=matcher, prn=keep, store=False, stop_filter=done,
+                                   started_callback=started.set)
             sniffer.start()
             thread = sniffer.thread
+            while thread is not None and thread.is_alive() and not started.wait(0.05):
+                pass
+            deadline = time.monotonic() + duration_s
             # Wake up regularly: stop_filter only runs when a packet arrives, and a quiet link must
-            # still end when the run is cancelled.
+            # still end at the deadline or when the run is cancelled.
             while thread is not None and thread.is_alive():
-                if stop.wait(0.2):
+                left = deadline - time.monotonic()
+                if stop.wait(max(0.0, min(0.2, left))) or left <= 0:
                     if sniffer.running:
                         sniffer.stop(join=False)
                     thread.join(5)

@@ -79,9 +79,16 @@ def _alive(runner: str) -> bool | None:
     if host != socket.gethostname() or not pid_text.isdigit():
         return None
     pid = int(pid_text)
-    if pid == os.getpid():
-        return started == _start_time(pid)
-    return os.path.exists(f"/proc/{pid}") and _start_time(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by another user
+    now = _start_time(pid)
+    if now == "?":
+        return None  # a hardened /proc hides it: cannot tell, so leave the run alone
+    return now == started
 
 
 def _step_to_json(step: RenderedStep) -> dict[str, Any]:
@@ -152,6 +159,7 @@ class RunService:
         async with self._slots(targets):
             run_id, playbook, suggestion = await asyncio.to_thread(self._claim, suggestion_id, actor, catalogue)
             log.info("run %d of suggestion #%d (%s) started by %s", run_id, suggestion_id, playbook.id, actor)
+            steps: list[RenderedStep] = []
             try:
                 steps = playbook.render(suggestion.parameters, self.devices)
                 runner = Runner(self.executors_for(f"run-{run_id}"))
@@ -163,9 +171,16 @@ class RunService:
             await asyncio.to_thread(self._finish, run_id, suggestion_id, actor, report, revert_s)
         run = self.get(run_id)
         log.info("run %d ended %s%s", run_id, run.state, f": {run.detail}" if run.detail else "")
-        if report.state in ("rolled_back", "rollback_failed"):
-            title = (f"run {run_id} of {playbook.id} failed and was rolled back" if report.state == "rolled_back"
-                     else f"run {run_id} of {playbook.id}: ROLLBACK FAILED, the device may be half-changed")
+        # A step or post-check that failed with no rollback to run may have left a change behind.
+        unconfirmed = report.state == "failed" and any(
+            s.id == report.failed_step and s.section in ("steps", "post_checks") for s in steps)
+        if report.state in ("rolled_back", "rollback_failed") or unconfirmed:
+            if report.state == "rolled_back":
+                title = f"run {run_id} of {playbook.id} failed and was rolled back"
+            elif report.state == "rollback_failed":
+                title = f"run {run_id} of {playbook.id}: ROLLBACK FAILED, the device may be half-changed"
+            else:
+                title = f"run {run_id} of {playbook.id} failed at {report.failed_step} with no rollback to undo it"
             await self.alerts.raise_alert(title, report.detail, self._alert_data(run))
         return run
 
@@ -358,7 +373,7 @@ class RunService:
         with self.app.store.engine.connect() as conn:
             return [int(r) for r in conn.execute(select(runs.c.id).where(and_(
                 runs.c.state == "succeeded", runs.c.revert_due_ts.is_not(None), runs.c.revert_due_ts <= now,
-                runs.c.revert_state.is_(None))).order_by(runs.c.revert_due_ts))]
+                runs.c.revert_state.is_(None))).order_by(runs.c.revert_due_ts)).scalars()]
 
     async def revert_due(self) -> list[Run]:
         """Revert every run whose timer is due (a failure is alerted and left for a person)."""
@@ -378,7 +393,7 @@ class RunService:
         t = suggestions
         with self.app.store.engine.connect() as conn:
             return [int(r) for r in conn.execute(select(t.c.id).where(
-                t.c.state == "approved", t.c.expires_ts > now).order_by(t.c.id))]
+                t.c.state == "approved", t.c.expires_ts > now).order_by(t.c.id)).scalars()]
 
     async def dispatch(self, actor: str) -> list[int]:
         """Start a task for every approved suggestion not already in flight; returns their ids."""

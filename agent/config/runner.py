@@ -59,7 +59,7 @@ class RunnerConfig(Frozen):
     """How approved suggestions become runs."""
 
     auto_run: bool = Field(True, description="the daemon runs approved suggestions by itself")
-    poll_s: float = Field(2.0, gt=0, le=300, description="how often the daemon looks for approved suggestions")
+    poll_s: float = Field(0.5, gt=0, le=300, description="how often the daemon looks for approved suggestions")
     max_concurrent: int = Field(8, ge=1, le=256)
     max_per_device: int = Field(1, ge=1, le=64)
     output_limit: int = Field(65536, ge=1024, le=16 * 1024 * 1024, description="bytes of output kept per step")
