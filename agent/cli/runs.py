@@ -37,7 +37,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
     show = rsub.add_parser("show", parents=[parent], help="one run: every step, its command, status and output")
     show.add_argument("run_id", type=int, metavar="ID")
-    show.add_argument("--format", choices=("text", "json"), default="text")
+    show.add_argument("--format", choices=("text", "table", "json"), default="text", help="table is the same as text")
     show.set_defaults(handler=cmd_show)
 
     revert = rsub.add_parser("revert", parents=[parent],

@@ -5,7 +5,7 @@
 name = "fw1"                       # what playbooks and suggestions call it
 address = "10.0.0.1"
 port = 22                          # SSH port
-platform = "linux"                 # linux | cisco-ios
+platform = "linux"                 # linux | cisco-ios (or ios)
 roles = ["linux-firewall", "linux-host"]
 
 [devices.ssh]
@@ -112,6 +112,11 @@ class Device(Frozen):
     description: str = Field("", max_length=500)
     ssh: DeviceSsh | None = None
     snmp: DeviceSnmp | None = None
+
+    @field_validator("platform", mode="before")
+    @classmethod
+    def _platform(cls, v: object) -> object:
+        return "cisco-ios" if v == "ios" else v  # "ios" is what people write; playbooks say cisco-ios
 
     @field_validator("address")
     @classmethod
