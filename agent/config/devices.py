@@ -84,6 +84,11 @@ class DeviceSnmp(Frozen):
     community_file: Path | None = None
     retries: int = Field(1, ge=0, le=5)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_number(cls, v: object) -> object:
+        return "3" if v == 3 and not isinstance(v, bool) else v  # TOML `version = 3` is an integer
+
     @model_validator(mode="after")
     def _version(self) -> DeviceSnmp:
         if self.version == "3":
@@ -124,7 +129,8 @@ class Device(Frozen):
         try:
             return str(ipaddress.ip_address(v))
         except ValueError:
-            if not _HOSTNAME.fullmatch(v):
+            # An all-digit last label is a mistyped IP ("10.0.0.256", or "1.2.3", which resolvers read as 1.2.0.3).
+            if not _HOSTNAME.fullmatch(v) or v.rsplit(".", 1)[-1].isdigit():
                 raise ValueError(f"not an IP address or host name: {v!r}") from None
             return v.lower()
 

@@ -127,13 +127,17 @@ class AgentConfig(Frozen):
     runner: RunnerConfig = RunnerConfig()
     notify: NotifyConfig = NotifyConfig()
 
+    @field_validator("devices")
+    @classmethod
+    def _unique_devices(cls, v: tuple[Device, ...]) -> tuple[Device, ...]:
+        return unique_devices(v)
+
     @model_validator(mode="after")
     def _unique_asset_names(self) -> AgentConfig:
         names = [a.name for a in self.assets]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate asset names: {', '.join(dupes)}")
-        unique_devices(self.devices)
         if self.runner.alert_webhook and self.runner.alert_webhook not in self.notify.webhooks:
             raise ValueError(f"runner.alert_webhook names no webhook in [notify.webhooks]: {self.runner.alert_webhook!r}")
         return self
