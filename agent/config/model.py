@@ -23,7 +23,9 @@ from .control import ControlConfig
 from .detectors import DetectorsConfig
 from .devices import Device, unique_devices
 from .policy import PolicyConfig
+from .metrics import MetricsConfig
 from .runner import NotifyConfig, RunnerConfig
+from .sources import SourcesConfig
 from .triage import TriageConfig
 
 
@@ -83,25 +85,6 @@ class PlaybooksConfig(Frozen):
     dirs: tuple[Path, ...] = ()
 
 
-class SourcesConfig(Frozen):
-    """What the daemon listens to and follows: syslog over UDP/TCP, and files it tails."""
-
-    syslog_udp: tuple[str, ...] = Field(("127.0.0.1:5514",), description="HOST:PORT to receive syslog on")
-    syslog_tcp: tuple[str, ...] = ()
-    files: tuple[Path, ...] = Field((), description="syslog or Suricata EVE files to follow (format sniffed)")
-    flush_s: float = Field(10.0, gt=0, description="how often findings are correlated, triaged and stored")
-    max_message: int = Field(64 * 1024, ge=512, le=1024 * 1024)
-
-    @field_validator("syslog_udp", "syslog_tcp")
-    @classmethod
-    def _host_port(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for item in v:
-            host, sep, port = item.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-                raise ValueError(f"expected HOST:PORT, got {item!r}")
-        return v
-
-
 class LoggingConfig(Frozen):
     """Log level for the journal (stderr)."""
 
@@ -126,6 +109,7 @@ class AgentConfig(Frozen):
     devices: tuple[Device, ...] = ()
     runner: RunnerConfig = RunnerConfig()
     notify: NotifyConfig = NotifyConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @field_validator("devices")
     @classmethod

@@ -17,8 +17,8 @@ from watchstander.connectors.formats import FORMATS, Format, LineDecoder
 from watchstander.connectors.skips import SkipCounter
 from watchstander.connectors.sniff import sniff
 
+from ..app.wiring import App
 from ..clock import Clock
-from ..config.model import SourcesConfig
 from .sources import Sink, Source
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,6 @@ class FollowedFile:
         return make(self.name if fmt != "eve" else f"eve:{self.path.name}", self.clock, self.skips)
 
 
-def followed_files(config: SourcesConfig, clock: Clock) -> list[Source]:
+def followed_files(app: App) -> list[Source]:
     """One follower per [sources] files entry."""
-    return [FollowedFile(Path(p), clock) for p in config.files]
+    return [FollowedFile(Path(p), app.clock) for p in app.config.sources.files]

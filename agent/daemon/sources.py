@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from watchstander.connectors.events import Event
 
-from ..clock import Clock
-from ..config.model import SourcesConfig
+from ..app.wiring import App
 
 
 class Sink:
@@ -50,12 +49,25 @@ class Source(Protocol):
         """Where it listens or what it reads, for the start-up log line."""
 
 
-SourceFactory = Callable[[SourcesConfig, Clock], list[Source]]
+@runtime_checkable
+class Checkpointing(Protocol):
+    """A source that can resume after a crash (a followed file): it saves its position once stored."""
+
+    def mark(self) -> None:
+        """Remember the position of everything fed so far (called just before a flush's snapshot)."""
+
+    def flushed(self) -> None:
+        """The last marked position is now stored: persist it (called after the flush committed)."""
 
 
-def build_sources(config: SourcesConfig, clock: Clock, kinds: dict[str, SourceFactory]) -> list[Source]:
+# A factory reads what it needs from the App: [sources] and the clock, and for some the inventory
+# (polling, collection) or the store (followed files' offsets, configuration snapshots).
+SourceFactory = Callable[[App], list[Source]]
+
+
+def build_sources(app: App, kinds: dict[str, SourceFactory]) -> list[Source]:
     """Every configured source, kind by kind in the registry's order."""
-    return [source for factory in kinds.values() for source in factory(config, clock)]
+    return [source for factory in kinds.values() for source in factory(app)]
 
 
 def split_host_port(hostport: str) -> tuple[str, int]:

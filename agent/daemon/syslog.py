@@ -14,8 +14,8 @@ from typing import Any
 from watchstander.connectors.barrier import guarded_events
 from watchstander.connectors.syslog import SyslogSource
 
+from ..app.wiring import App
 from ..clock import Clock
-from ..config.model import SourcesConfig
 from .sources import Sink, Source, split_host_port
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,11 @@ def strip_octet_count(frame: bytes) -> bytes:
     return frame
 
 
-def udp_sources(config: SourcesConfig, clock: Clock) -> list[Source]:
+def udp_sources(app: App) -> list[Source]:
     """One UDP listener per [sources] syslog_udp entry."""
-    return [SyslogUdp(hp, clock) for hp in config.syslog_udp]
+    return [SyslogUdp(hp, app.clock) for hp in app.config.sources.syslog_udp]
 
 
-def tcp_sources(config: SourcesConfig, clock: Clock) -> list[Source]:
+def tcp_sources(app: App) -> list[Source]:
     """One TCP listener per [sources] syslog_tcp entry."""
-    return [SyslogTcp(hp, clock, config.max_message) for hp in config.syslog_tcp]
+    return [SyslogTcp(hp, app.clock, app.config.sources.max_message) for hp in app.config.sources.syslog_tcp]

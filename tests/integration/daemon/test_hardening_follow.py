@@ -155,7 +155,7 @@ def test_a_decoder_that_raises_costs_one_line_not_the_follower(tmp_path: Path, c
     follower = FollowedFile(eve, clock, interval=0.05, formats=formats)
 
     async def scenario() -> None:
-        daemon = Daemon(App(cfg, store, clock), source_kinds={"files": lambda config, clk: [follower]})
+        daemon = Daemon(App(cfg, store, clock), source_kinds={"files": lambda app: [follower]})
         await daemon.start()
         await asyncio.sleep(0.2)
         with open(eve, "a", encoding="utf-8") as fh:
