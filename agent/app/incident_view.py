@@ -90,14 +90,15 @@ def incident_json(inc: Incident, with_findings: bool = True) -> dict[str, Any]:
     return out
 
 
-def incidents_table(items: list[Incident], cell: Callable[[str], str]) -> str:
-    """A fixed-width table for a terminal; `cell` makes each value safe to show (telemetry chose it)."""
+def incidents_table(items: list[dict[str, Any]], cell: Callable[[str], str]) -> str:
+    """A fixed-width table of `incident_json` rows for a terminal; `cell` makes each value safe to show."""
     rows = [("ID", "SEVERITY", "DISPOSITION", "LAST SEEN (UTC)", "DETECTORS", "TITLE")]
     for inc in items:
-        v = inc.verdict
+        v = inc.get("verdict")
         rows.append((
-            str(inc.id), cell(v.severity if v else inc.severity), cell(v.disposition if v else "-"),
-            (iso(inc.last_seen) or "")[:19].replace("T", " "), cell(",".join(inc.detectors)), cell(inc.title[:90]),
+            str(inc["id"]), cell(str(inc["severity"])), cell(str(v["disposition"]) if v else "-"),
+            (inc.get("last_seen") or "")[:19].replace("T", " "), cell(",".join(inc["detectors"])),
+            cell(str(inc["title"])[:90]),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows)

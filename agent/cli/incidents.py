@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..app.incident_view import guard_words, incident_json, incidents_table
+from ..app.incident_view import incidents_table
+from ..control.client import via_daemon_or_local
+from ..control.read_methods import incidents_list, incidents_show
 from ..errors import EXIT_OK, NotFoundError
-from ..store.incidents import IncidentStore
 from .context import Context
 from .output import dump_json, printable
 
@@ -41,19 +42,25 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     ls.add_argument("--format", choices=("table", "json"), default="table")
     ls.add_argument("--limit", type=list_limit, default=1000, metavar="N",
                     help=f"at most N incidents (1 to {MAX_LIMIT:,}; default 1000)")
+    ls.add_argument("--local", action="store_true",
+                    help="read the store in-process even when a daemon runs (forensics on a copy)")
     ls.set_defaults(handler=cmd_incidents_list)
     show = inc_sub.add_parser("show", parents=[parent], help="one incident with its findings and verdict")
     show.add_argument("id", type=whole_number, metavar="ID")
     show.add_argument("--format", choices=("text", "json"), default="text")
+    show.add_argument("--local", action="store_true",
+                      help="read the store in-process even when a daemon runs (forensics on a copy)")
     show.set_defaults(handler=cmd_incidents_show)
 
 
 def cmd_incidents_list(args: argparse.Namespace, ctx: Context) -> int:
-    """List incidents."""
-
-    items = IncidentStore(ctx.query_store, ctx.clock).list(limit=args.limit)
+    """List incidents: through the daemon (viewer role) when one runs, else from the store."""
+    params = {"limit": args.limit}
+    items = via_daemon_or_local(ctx, "incidents.list", params,
+                                lambda _who: incidents_list(ctx.query_store, ctx.clock, params),
+                                local=args.local)["incidents"]
     if args.format == "json":
-        print(dump_json([incident_json(i, with_findings=False) for i in items]))
+        print(dump_json(items))
     elif items:
         print(incidents_table(items, printable))
     else:
@@ -63,13 +70,12 @@ def cmd_incidents_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_incidents_show(args: argparse.Namespace, ctx: Context) -> int:
     """Show one incident."""
-
-    inc = IncidentStore(ctx.query_store, ctx.clock).get(args.id) if 1 <= args.id <= MAX_ID else None
-    if inc is None:
+    if not 1 <= args.id <= MAX_ID:
         raise NotFoundError(f"no incident with id {args.id}")
-    data = incident_json(inc)
-    words = guard_words(ctx.query_store, inc)
-    data["guard"] = [w.as_dict() if w else None for w in words]
+    params = {"id": args.id}
+    data: dict[str, Any] = via_daemon_or_local(
+        ctx, "incidents.show", params, lambda _who: incidents_show(ctx.query_store, ctx.clock, params),
+        local=args.local)["incident"]
     if args.format == "json":
         print(dump_json(data))
         return EXIT_OK
@@ -89,11 +95,11 @@ def cmd_incidents_show(args: argparse.Namespace, ctx: Context) -> int:
         print(f"  verdict: {p(v['disposition'])} at confidence {v['confidence']} ({p(v['provenance']['analyst'])})")
         print(f"    {p(v['summary'])}")
         print(f"    why: {p(v['rationale'])}")
-        for a, word in zip(v["recommended_actions"], words):
+        for a, word in zip(v["recommended_actions"], data["guard"]):
             action = f"{p(a['playbook'])} {p(str(a['parameters']))}"
-            if word is not None and not word.allowed:
-                detail = f" ({p(word.detail)})" if word.detail else ""
-                print(f"    refused {action}: {p(word.reason or 'refused')}{detail}")
+            if word is not None and not word["allowed"]:
+                detail = f" ({p(word['detail'])})" if word["detail"] else ""
+                print(f"    refused {action}: {p(word['reason'] or 'refused')}{detail}")
                 print(f"      the analyst's reason: {p(a['justification'])}")
             else:
                 unknown = "" if word is not None else " (no guard decision recorded)"

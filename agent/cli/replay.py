@@ -68,7 +68,7 @@ def print_summary(report: ReplayReport) -> None:
         ordered = sorted(report.incidents, key=lambda i: (
             -severity_rank(i.verdict.severity if i.verdict else i.severity), i.id or 0))
         print()
-        print(incidents_table(ordered, p))
+        print(incidents_table([incident_json(i, with_findings=False) for i in ordered], p))
     suggestions, refused = report.suggestions, report.refused
     print()
     if suggestions:

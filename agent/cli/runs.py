@@ -12,8 +12,10 @@ import asyncio
 from typing import Any
 
 from ..app.runs import RunService
+from ..control.client import via_daemon_or_local
+from ..control.read_methods import runs_list, runs_show
 from ..errors import EXIT_OK, Exit, InputError
-from ..store.runs import RUN_STATES, Run, list_runs
+from ..store.runs import RUN_STATES, Run, run_from_dict
 from .context import Context
 from .output import dump_json, printable
 
@@ -33,11 +35,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     ls.add_argument("--state", choices=RUN_STATES)
     ls.add_argument("--limit", type=int, default=100)
     ls.add_argument("--format", choices=("table", "json"), default="table")
+    ls.add_argument("--local", action="store_true", help="read the store in-process even when a daemon runs")
     ls.set_defaults(handler=cmd_list)
 
     show = rsub.add_parser("show", parents=[parent], help="one run: every step, its command, status and output")
     show.add_argument("run_id", type=int, metavar="ID")
     show.add_argument("--format", choices=("text", "table", "json"), default="text", help="table is the same as text")
+    show.add_argument("--local", action="store_true", help="read the store in-process even when a daemon runs")
     show.set_defaults(handler=cmd_show)
 
     revert = rsub.add_parser("revert", parents=[parent],
@@ -107,17 +111,18 @@ def cmd_start(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
-    """Runs, newest first."""
-    with ctx.query_store.engine.connect() as conn:
-        items = list_runs(conn, args.state, max(1, min(args.limit, 10000)))
+    """Runs, newest first: through the daemon (viewer role) when one runs, else from the store."""
+    params = {"state": args.state, "limit": max(1, min(args.limit, 10000))}
+    rows = via_daemon_or_local(ctx, "runs.list", params, lambda _who: runs_list(ctx.query_store, params),
+                               local=args.local)["runs"]
     if args.format == "json":
-        print(dump_json({"runs": [r.as_dict() for r in items]}))
+        print(dump_json({"runs": rows}))
         return EXIT_OK
-    if not items:
+    if not rows:
         print("no runs")
         return EXIT_OK
     print(f"{'ID':>5}  {'STATE':<15} {'SUGG':>5}  {'PLAYBOOK':<28} {'STARTED':<26} REVERT")
-    for r in items:
+    for r in map(run_from_dict, rows):
         print(f"{r.id:>5}  {r.state:<15} {r.suggestion_id:>5}  {printable(r.playbook_id):<28} {r.started_at:<26} "
               f"{r.revert_state or (('due ' + r.revert_due_at) if r.revert_due_at else '-')}")
     return EXIT_OK
@@ -125,11 +130,13 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     """One run with every step."""
-    run = RunService(ctx.query_app).get(args.run_id)
+    params = {"id": args.run_id}
+    data = via_daemon_or_local(ctx, "runs.show", params, lambda _who: runs_show(ctx.query_store, params),
+                               local=args.local)["run"]
     if args.format == "json":
-        print(dump_json(run.as_dict()))
+        print(dump_json(data))
     else:
-        _print_run(run)
+        _print_run(run_from_dict(data))
     return EXIT_OK
 
 

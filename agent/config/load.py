@@ -36,12 +36,21 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def config_files(path: Path | None) -> list[Path]:
-    """The files that make up the configuration, in the order they are applied."""
+    """The files that make up the configuration, in the order they are applied.
+
+    A file or folder this user may not look into is a ConfigError naming it, not a traceback:
+    /etc/watchstander is the service's, and people outside its group get a clear refusal.
+    """
     main = path or DEFAULT_CONFIG_PATH
-    files = [main] if main.exists() else []
     dropins = main.parent / "conf.d"
-    if dropins.is_dir():
-        files.extend(sorted(p for p in dropins.glob("*.toml") if p.is_file()))
+    try:
+        files = [main] if main.exists() else []
+        if dropins.is_dir():
+            files.extend(sorted(p for p in dropins.glob("*.toml") if p.is_file()))
+    except PermissionError as exc:
+        raise ConfigError(f"permission denied reading the configuration: {exc.filename or main}",
+                          [(str(exc.filename or main), ("permission denied: ask for the watchstander group, "
+                                                        "or use --config with a file you may read"))]) from None
     return files
 
 

@@ -1,4 +1,4 @@
-"""The registry and server the daemon runs: built-ins, audit.*, suggestions.* and playbooks.*, over the composition root."""
+"""The registry and server the daemon runs: built-ins, audit.*, suggestions.*, playbooks.*, incidents.* and runs.*."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from ..app.wiring import App
 from .audit_methods import register_audit_methods
 from .identity import Resolver
 from .playbook_methods import register_playbook_methods
+from .read_methods import register_read_methods
 from .registry import MethodRegistry
 from .review_methods import register_review_methods
 from .server import ControlServer, register_builtin_methods
@@ -19,6 +20,7 @@ def build_registry(app: App) -> MethodRegistry:
     # A queue per request, its guard on the catalogue as it is on disk now (cached while unchanged).
     register_review_methods(registry, app.review_queue)
     register_playbook_methods(registry, lambda: app.approvals, app.catalogue)
+    register_read_methods(registry, lambda: app.store, app.clock)
     return registry
 
 

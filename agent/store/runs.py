@@ -186,3 +186,14 @@ def list_runs(conn: Connection, state: str | None = None, limit: int = 100) -> l
     if state is not None:
         q = q.where(runs.c.state == state)
     return [run_from_row(r) for r in conn.execute(q)]
+
+
+def run_from_dict(data: dict[str, Any]) -> Run:
+    """Rebuild a Run from its `as_dict` form (what the control socket carries)."""
+    steps: list[StepRow] = []
+    for s in data.get("steps", []):
+        fields: dict[str, Any] = {k: s.get(k) for k in StepRow.__dataclass_fields__}
+        fields["artifacts"] = tuple(s.get("artifacts") or ())
+        steps.append(StepRow(**fields))
+    run_fields: dict[str, Any] = {k: data.get(k) for k in Run.__dataclass_fields__ if k != "steps"}
+    return Run(**run_fields, steps=tuple(steps))
