@@ -270,7 +270,7 @@ class RunService:
     # ------------------------------------------------------------------ reading
 
     def get(self, run_id: int) -> Run:
-        """One run with its steps; raises RunError when there is none."""
+        """One run with its steps; raises NotFoundError when there is none."""
         with self.app.store.engine.connect() as conn:
             run = load_run(conn, run_id)
         if run is None:
