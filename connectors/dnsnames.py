@@ -9,9 +9,12 @@ from pathlib import Path
 
 from .errors import open_source
 from .events import DNS, Event
+from .ids import bounded_lines
 from .skips import SkipCounter
 
 log = logging.getLogger(__name__)
+
+MAX_LINE = 4096  # a name is at most 1024 characters; a CSV label and quotes fit in the rest
 
 # tshark prints non-printable label bytes as \ooo octal escapes; keep them as-is.
 # Each alternative starts differently (a backslash takes exactly three octal digits or one other
@@ -34,7 +37,10 @@ def read_dns_names(path: str | Path, source: str | None = None, skips: SkipCount
     fh = open_source(path)
     with fh:
         first = True
-        for n, raw in enumerate(fh, 1):
+        for n, raw in enumerate(bounded_lines(fh, MAX_LINE), 1):
+            if len(raw) > MAX_LINE:
+                skips.skip("overlong line", f"line {n}")
+                continue
             line = raw.decode("utf-8", "backslashreplace").strip()
             if not line:
                 continue

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import SourceError, open_source
 from .events import DETECTION, DNS, NETWORK, Event, ReceiptTime, clean_text, excerpt, system_now
@@ -98,6 +98,40 @@ def eve_event(obj: Any, source: str, ref: str) -> Event | None:
     return None
 
 
+def bounded_lines(fh: BinaryIO, limit: int, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a binary file, without their newlines, read a chunk at a time in bounded memory.
+
+    A line longer than `limit` is yielded cut to `limit + 1` bytes (so the consumer sees it is too
+    long and counts it) and the rest of it is dropped up to its newline, never held.
+    """
+    pending = bytearray()
+    discarding = False
+    while chunk := fh.read(chunk_size):
+        start = 0
+        if discarding:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                continue
+            discarding, start = False, nl + 1
+        cut = chunk.rfind(b"\n")
+        if cut >= start:
+            lines = chunk[start:cut].split(b"\n")
+            if pending:
+                lines[0] = bytes(pending) + lines[0]
+                pending.clear()
+            for line in lines:
+                yield line if len(line) <= limit else line[: limit + 1]
+            start = cut + 1
+        if len(pending) + len(chunk) - start > limit:
+            yield bytes(pending) + chunk[start: start + limit + 1 - len(pending)]
+            pending.clear()
+            discarding = True
+        else:
+            pending += chunk[start:]
+    if pending and not discarding:
+        yield bytes(pending)
+
+
 def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | None = None,
              now: Callable[[], datetime] = system_now) -> Iterator[Event]:
     """Yield Events from an EVE file, JSON lines or one JSON array; bad records are counted."""
@@ -125,7 +159,7 @@ def read_eve(path: str | Path, source: str | None = None, skips: SkipCounter | N
                 if ev is not None:
                     yield ev
             return
-        yield from EveLines(name, skips, now).events(fh)
+        yield from EveLines(name, skips, now).events(bounded_lines(fh, MAX_RECORD))
 
 
 class EveLines:

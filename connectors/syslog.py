@@ -12,7 +12,7 @@ import calendar
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +25,7 @@ from .syslog_record import SyslogRecord
 log = logging.getLogger(__name__)
 
 MAX_LINE = 16 * 1024
+TRUNCATED = "overlong line truncated"  # the skip reason of a line cut at MAX_LINE (still delivered)
 
 _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 
@@ -33,28 +34,28 @@ _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 _BSD = re.compile(
     r"(?:<(?P<pri>\d{1,3})>)?(?P<mon>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d)(?:\.\d+)?"
     r"(?: (?P<year>\d{4}))? (?P<rest>.*)",
-    re.S | re.A,
+    re.DOTALL | re.ASCII,
 )
 # <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG   (RFC 5424)
 _RFC5424 = re.compile(
     r"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<pid>\S+) (?P<msgid>\S+) "
     r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)",
-    re.S | re.A,
+    re.DOTALL | re.ASCII,
 )
 # <PRI>? ISO-8601 host tag: msg   (rsyslog's high-precision file format)
 _ISO = re.compile(
     r"(?:<(?P<pri>\d{1,3})>)?(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<rest>.*)",
-    re.S | re.A,
+    re.DOTALL | re.ASCII,
 )
 # tag[pid]: msg  — tags may carry parentheses (sshd(pam_unix)) or slashes (postfix/smtpd).
-_RFC5424_START = re.compile(r"<\d{1,3}>1 ", re.A)
-_TAG = re.compile(r"(?P<app>[\w./()@-]{1,64}?)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)", re.S)
-# The shape of nearly every line in a Linux log file, matched in one go:
-# "Mmm dd HH:MM" (the cache key of the minute), seconds, host, tag, pid, message. A "host" that ends
-# in ':' is really the tag of a line without a hostname; those take the general path.
+_RFC5424_START = re.compile(r"<\d{1,3}>1 ", re.ASCII)
+_TAG = re.compile(r"(?P<app>[\w./()@-]{1,64}?)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)", re.DOTALL)
+# The shape of nearly every line in a Linux log file or RFC 3164 datagram, matched in one go:
+# <PRI> (optional), "Mmm dd HH:MM" (the cache key of the minute), seconds, host, tag, pid, message.
+# A "host" that ends in ':' is really the tag of a line without a hostname; those take the general path.
 _FAST = re.compile(
-    r"([A-Z][a-z]{2} [ 0-3]\d [0-2]\d:[0-5]\d):(\d\d) (\S+) ([^\s\[:]{1,64})(?:\[(\d{1,10})\])?: ?(.*)",
-    re.S | re.A,
+    r"(?:<(\d{1,3})>)?([A-Z][a-z]{2} [ 0-3]\d [0-2]\d:[0-5]\d):(\d\d) (\S+) ([^\s\[:]{1,64})(?:\[(\d{1,10})\])?: ?(.*)",
+    re.DOTALL | re.ASCII,
 )
 CHECK_DAY_EVERY = 65536
 
@@ -129,8 +130,7 @@ class SyslogParser:
             return None if v == "-" else v
 
         msg = m.group("msg")
-        if msg.startswith("\ufeff"):
-            msg = msg[1:]
+        msg = msg.removeprefix("\ufeff")
         return SyslogRecord(ts, nil(m.group("host")), nil(m.group("app")), nil(m.group("pid")), msg,
                             facility, severity)
 
@@ -189,7 +189,7 @@ def _iso_time(text: str) -> float:
         text = text[:-1] + "+00:00"
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
@@ -226,14 +226,17 @@ class SyslogSource:
         for line in lines:
             n += 1
             if len(line) > MAX_LINE:
-                skips.skip("overlong line truncated", f"line {n}")
+                skips.skip(TRUNCATED, f"line {n}")
                 line = line[:MAX_LINE]
             if n & (CHECK_DAY_EVERY - 1) == 0:
                 parser.check_day()
             line = line.rstrip("\r\n\x00")
             m = fast(line)
-            if m is not None and m.group(3)[-1] != ":":
-                prefix, ss, host, app, pid, msg = m.groups()
+            if m is not None:
+                pri, prefix, ss, host, app, pid, msg = m.groups()
+                if host[-1] == ":" or (pri is not None and int(pri) > 191):
+                    m = None  # no hostname, or a PRI out of range: the general path decides
+            if m is not None:
                 try:
                     base = minutes.get(prefix)
                     ts = (minute(prefix) if base is None else base) + int(ss)
@@ -317,3 +320,134 @@ def read_syslog(path: str | Path, now: Callable[[], datetime], source: str | Non
     fh = open_source(path)
     with fh:
         yield from src.text_events(file_lines(fh, src.skips))
+
+
+class FramingError(ValueError):
+    """A stream's framing cannot be followed (a bogus RFC 6587 length): the connection must end."""
+
+
+class StreamFramer:
+    """Splits a syslog byte stream into messages: RFC 6587 octet counting or LF-delimited lines.
+
+    The framing is detected once per connection (RFC 6587 section 3.4): a stream whose first byte is
+    a digit is octet-counted (`LEN SP MSG`), anything else is read as LF-delimited lines. A first
+    frame that starts with digits but has no `LEN SP` header (a bare ISO timestamp) is read as a line.
+    Memory is bounded while reading: a line longer than `max_message` is cut there and the rest of it
+    discarded. A bogus length (not digits, or above `max_message`) sets `error`: the frames before it
+    are still returned, and any later feed raises it.
+    """
+
+    def __init__(self, max_message: int, octet_only: bool = False) -> None:
+        self.max_message = max_message
+        self.octet_only = octet_only
+        self.octet: bool | None = None
+        self.truncated = 0
+        self._buf = bytearray()
+        self._need = -1  # octet counting: the body length still awaited, -1 while reading a header
+        self._discarding = False
+        self._frames = 0
+        self.error: FramingError | None = None
+        self._digits = len(str(max_message))
+
+    @property
+    def pending(self) -> bool:
+        """Whether a frame has begun and not ended (bytes held, or a line being discarded)."""
+        return bool(self._buf) or self._need >= 0 or self._discarding
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The messages completed by `data`; raises FramingError if the stream already failed."""
+        if self.error is not None:
+            raise self.error
+        if self.octet is None:
+            if not data:
+                return []
+            self.octet = self.octet_only or data[:1].isdigit()
+        if self.octet:
+            return self._octets(data)
+        return self._lines(data)
+
+    def close(self) -> list[bytes]:
+        """End of stream: an unterminated line is a message; a cut-off octet frame raises FramingError."""
+        if self.error is not None:
+            raise self.error
+        if self.octet:
+            if self._buf or self._need >= 0:
+                raise FramingError("stream ended inside an octet-counted frame")
+            return []
+        rest, self._buf = bytes(self._buf), bytearray()
+        return [rest] if rest and not self._discarding else []
+
+    def _octets(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        pos, end, need = 0, len(buf), self._need
+        while True:
+            if need < 0:
+                while pos < end and buf[pos] in (10, 13):  # a stray LF between frames (some senders)
+                    pos += 1
+                sp = buf.find(b" ", pos, pos + self._digits + 1)
+                if sp < 0:
+                    head = bytes(buf[pos : pos + self._digits + 1])
+                    if len(head) > self._digits or (head and not head.isdigit()):
+                        return self._not_a_length(head, out, pos)
+                    break
+                head = bytes(buf[pos:sp])
+                if not head.isdigit() or head[:1] == b"0":
+                    return self._not_a_length(head, out, pos)
+                need = int(head)
+                if need > self.max_message:
+                    return self._fail(f"octet count {need} exceeds max_message {self.max_message}", out)
+                pos = sp + 1
+            if end - pos < need:
+                break
+            out.append(bytes(buf[pos : pos + need]))
+            pos += need
+            need = -1
+        del buf[:pos]
+        self._need = need
+        self._frames += len(out)
+        return out
+
+    def _not_a_length(self, head: bytes, out: list[bytes], pos: int) -> list[bytes]:
+        # The very first frame may be a plain line that starts with a digit (an ISO timestamp).
+        if not self.octet_only and not out and pos == 0 and self._frames == 0:
+            self.octet = False
+            data, self._buf = bytes(self._buf), bytearray()
+            return self._lines(data)
+        return self._fail(f"bad octet count {head[:16]!r}", out)
+
+    def _fail(self, reason: str, out: list[bytes]) -> list[bytes]:
+        self.error = FramingError(reason)
+        self._buf.clear()
+        self._need = -1
+        self._frames += len(out)
+        return out
+
+    def _lines(self, data: bytes) -> list[bytes]:
+        limit = self.max_message
+        if self._discarding:
+            nl = data.find(b"\n")
+            if nl < 0:
+                return []
+            data = data[nl + 1 :]
+            self._discarding = False
+        buf = self._buf
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        cut = data.rfind(b"\n")
+        out = [x for x in data[:cut].split(b"\n") if x] if cut >= 0 else []  # an empty line is no message
+        for i, line in enumerate(out):
+            if len(line) > limit:
+                out[i] = line[:limit]
+                self.truncated += 1
+        rest = data[cut + 1 :]
+        if len(rest) > limit:
+            out.append(rest[:limit])
+            self.truncated += 1
+            self._discarding = True
+        elif rest:
+            buf += rest
+        return out

@@ -71,10 +71,10 @@ class DeviceDirectory:
             raise UnknownDevice(name, "has no [devices.ssh] section: the runner cannot log in to it")
         key_bytes: bytes | None = None
         if d.ssh.key_credential:
-            key_bytes = self._secret(name, d.ssh.key_credential, None).encode("utf-8")
+            key_bytes = self.secret(name, d.ssh.key_credential, None).encode("utf-8")
         elif d.ssh.key_file is not None:
-            key_bytes = self._secret(name, None, d.ssh.key_file).encode("utf-8")
-        enable = self._secret(name, d.ssh.enable_credential, None) if d.ssh.enable_credential else None
+            key_bytes = self.secret(name, None, d.ssh.key_file).encode("utf-8")
+        enable = self.secret(name, d.ssh.enable_credential, None) if d.ssh.enable_credential else None
         return SshTarget(name=name, address=d.address, port=d.port, user=d.ssh.user, known_hosts=d.ssh.known_hosts,
                          client_key=key_bytes, platform=d.platform, enable_secret=enable,
                          algorithms=FIPS_ALGORITHMS if d.ssh.algorithms == "fips" else None,
@@ -87,14 +87,14 @@ class DeviceDirectory:
         if s is None:
             raise UnknownDevice(name, "has no [devices.snmp] section")
         if s.version == "2c":
-            community = self._secret(name, s.community_credential, s.community_file)
+            community = self.secret(name, s.community_credential, s.community_file)
             return SnmpTarget(name=name, address=d.address, port=s.port, community=community, retries=s.retries)
         assert s.user is not None  # the config model requires it for version 3
         try:
             creds = SnmpV3Credentials(
                 user=s.user, auth_protocol=s.auth_protocol, priv_protocol=s.priv_protocol,
-                auth_key=self._secret(name, s.auth_key_credential, s.auth_key_file),
-                priv_key=self._secret(name, s.priv_key_credential, s.priv_key_file))
+                auth_key=self.secret(name, s.auth_key_credential, s.auth_key_file),
+                priv_key=self.secret(name, s.priv_key_credential, s.priv_key_file))
             return SnmpTarget(name=name, address=d.address, port=s.port, v3=creds, retries=s.retries)
         except ValueError as exc:  # e.g. a key shorter than SNMPv3's 8 characters
             raise CredentialError(name, f"SNMPv3 credentials unusable: {exc}") from None
@@ -106,10 +106,11 @@ class DeviceDirectory:
             raise UnknownDevice(f"webhook {name}", "not configured in [notify.webhooks]")
         token = None
         if w.token_credential or w.token_file:
-            token = self._secret(f"webhook {name}", w.token_credential, w.token_file)
+            token = self.secret(f"webhook {name}", w.token_credential, w.token_file)
         return WebhookTarget(name=name, url=w.url, token=token, timeout_s=w.timeout_s)
 
-    def _secret(self, device: str, credential: str | None, file: Path | None) -> str:
+    def secret(self, device: str, credential: str | None, file: Path | None) -> str:
+        """A secret by credential name ($CREDENTIALS_DIRECTORY, then credentials_dir) or by file path."""
         if credential:
             creds = self._env.get("CREDENTIALS_DIRECTORY")
             if creds and (Path(creds) / credential).is_file():

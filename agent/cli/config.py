@@ -23,6 +23,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     check = cfg_sub.add_parser("check", parents=[parent],
                                help="validate and print the effective config (secrets masked); exit 2 when invalid")
     check.add_argument("--format", choices=("toml", "json"), default="toml")
+    check.add_argument("--quiet", action="store_true",
+                       help="print only 'config ok' or the problems (for ExecStartPre=: no config in the journal)")
     check.set_defaults(handler=cmd_config_check)
 
 
@@ -30,7 +32,8 @@ def cmd_config_check(args: argparse.Namespace, ctx: Context) -> int:
     """Print the effective configuration, or every error with its key path."""
 
     data = masked_dump(ctx.config)
-    print(dump_json(data) if args.format == "json" else to_toml(data))
+    if not args.quiet:
+        print(dump_json(data) if args.format == "json" else to_toml(data))
     print("config ok", file=sys.stderr)
     return EXIT_OK
 

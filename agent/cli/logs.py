@@ -4,26 +4,65 @@ The scrubbing filter sits on the handler, so it sees every record that reaches s
 logger emitted it: the message with its arguments merged, the formatted traceback and the stack.
 Secrets are registered by whoever reads them (`register_secret`, kept on the bottom floor in
 `config.load` so that the triage credentials and the config loader can reach it).
+
+Under systemd, when stderr is the journal (JOURNAL_STREAM names stderr's device and inode), every
+line starts with the sd-daemon priority prefix (`<3>` error, `<4>` warning, `<6>` info, `<7>`
+debug), so `journalctl -p warning` shows warnings and errors; a traceback's lines each carry it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import TextIO
 
 from ..config.load import register_secret, scrub_secrets
 
-__all__ = ["LIBRARY_LOGGERS", "SecretScrubber", "configure_logging", "is_library", "register_secret"]
+__all__ = ["LIBRARY_LOGGERS", "JournalFormatter", "SecretScrubber", "configure_logging", "is_library",
+           "journal_priority", "register_secret", "stderr_is_journal"]
 
 # Third-party loggers whose DEBUG lines carry request headers, bodies and URLs. A logger is
 # matched by its top-level name's prefix (httpx2, httpcore2 and langchain_xyz included), also when
 # its library is imported after logging is configured.
 LIBRARY_LOGGERS = ("httpx", "httpcore", "openai", "urllib3", "asyncio", "sqlalchemy", "langchain",
-                   "langsmith", "hpack", "h11", "h2", "anthropic", "requests", "aiosqlite")
+                   "langsmith", "hpack", "h11", "h2", "anthropic", "requests", "aiosqlite", "apscheduler")
 FORMAT = "%(levelname)s %(name)s: %(message)s"
-# Libraries whose INFO is itself noise (SQLAlchemy's INFO is its SQL echo and pool chatter): WARNING.
-CHATTY_LOGGERS = ("sqlalchemy",)
+# Libraries whose INFO is itself noise: WARNING. SQLAlchemy's INFO is its SQL echo and pool chatter,
+# APScheduler's a "Running job" line for every run of a job (the runner's dispatch: twice a second).
+CHATTY_LOGGERS = ("sqlalchemy", "apscheduler")
+
+
+def journal_priority(levelno: int) -> int:
+    """The syslog priority of a logging level: 2 critical, 3 error, 4 warning, 6 info, 7 debug."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    return 6 if levelno >= logging.INFO else 7
+
+
+def stderr_is_journal() -> bool:
+    """Whether stderr is systemd's journal stream (JOURNAL_STREAM is its "device:inode")."""
+    dev, sep, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not sep:
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+        return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+    except (OSError, ValueError, AttributeError):  # no real stderr (a test harness) or a garbled variable
+        return False
+
+
+class JournalFormatter(logging.Formatter):
+    """Every line prefixed with the record's sd-daemon priority `<N>`: the journal reads it per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record, each of its lines prefixed."""
+        prefix = f"<{journal_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
 
 
 def is_library(name: str) -> bool:
@@ -82,7 +121,7 @@ def configure_logging(level: str, *, verbose_libraries: bool = False) -> None:
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
-    formatter = logging.Formatter(FORMAT)
+    formatter = JournalFormatter(FORMAT) if stderr_is_journal() else logging.Formatter(FORMAT)
     handler = _Handler(sys.stderr)
     handler.setFormatter(formatter)
     handler.addFilter(SecretScrubber(formatter, quiet_libraries=not verbose_libraries))

@@ -8,16 +8,33 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from watchstander.connectors.errors import ConnectorError
+
 from ..errors import EXIT_FAILURE, ConfigError, Exit, WatchstanderError
-from . import audit, config, control, demo, devices, guidance, incidents, playbooks, replay, run, runs, suggestions
+from . import (
+    audit,
+    collect,
+    config,
+    control,
+    demo,
+    devices,
+    guidance,
+    incidents,
+    playbooks,
+    replay,
+    run,
+    runs,
+    suggestions,
+)
 from .context import Context
-from .logs import configure_logging
+from .logs import configure_logging, stderr_is_journal
 from .output import printable
 
 log = logging.getLogger(__name__)
 
 # Every command group, in the order `--help` lists them: one module each, with a register().
-COMMANDS = (config, replay, incidents, run, demo, suggestions, playbooks, runs, devices, guidance, audit, control)
+COMMANDS = (config, replay, incidents, run, demo, suggestions, playbooks, runs, devices, collect, guidance, audit,
+            control)
 
 Handler = Callable[[argparse.Namespace, Context], int]
 
@@ -49,11 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _err(text: str) -> None:
+    # Under systemd, `<3>` makes the journal file the line at error priority (sd-daemon(3)).
+    print(f"{'<3>' if stderr_is_journal() else ''}{text}", file=sys.stderr)
+
+
 def print_problems(err: ConfigError) -> None:
     """Print every config problem with its key path."""
-    print(f"error: {printable(str(err))}", file=sys.stderr)
+    _err(f"error: {printable(str(err))}")
     for key, msg in err.problems:
-        print(f"  {printable(str(key))}: {printable(str(msg))}", file=sys.stderr)
+        _err(f"  {printable(str(key))}: {printable(str(msg))}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,8 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_problems(err)
         return err.exit_status
     except WatchstanderError as err:
-        print(f"error: {printable(str(err))}", file=sys.stderr)
+        _err(f"error: {printable(str(err))}")
         return err.exit_status
+    except ConnectorError as err:  # a source or device that cannot be used names itself
+        _err(f"error: {printable(str(err))}")
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return Exit.INTERRUPTED

@@ -1,39 +1,56 @@
-"""`watchstander run`: the daemon and its control socket, until SIGTERM or SIGINT."""
+"""`watchstander run`: the daemon and its control socket, until SIGTERM or SIGINT; SIGHUP reloads."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from typing import Any
 
+from ..config.load import load_config
 from ..control.wiring import build_control_server
-from ..daemon.daemon import Daemon
-from ..errors import EXIT_OK
+from ..daemon.daemon import Daemon, store_write_problem
+from ..daemon.metrics import start_metrics
+from ..errors import EXIT_OK, Exit, StoreError
 from .context import Context
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     """Add the run command."""
-    run = sub.add_parser("run", parents=[parent], help="run the daemon (syslog listeners, followed files)",
+    run = sub.add_parser("run", parents=[parent], help="run the daemon (syslog, files, SNMP, SSH collection, capture)",
                          description="Runs until SIGTERM/SIGINT: receives syslog over UDP/TCP and follows the "
                                      "files in [sources], detects, correlates, triages and stores incidents "
-                                     "every [sources] flush_s seconds.")
+                                     "every [sources] flush_s seconds. SIGHUP reloads the configuration, "
+                                     "playbooks and guidance catalogues (refused, and logged, if invalid). "
+                                     f"Exits {int(Exit.STORE)} before reporting ready when the store cannot "
+                                     "be written.")
     run.set_defaults(handler=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     """Run the daemon until a signal stops it."""
-    daemon = Daemon(ctx.app)
-    control = build_control_server(ctx.app)
+    # Before opening the store: a file we cannot write must stop start-up with its owner and mode named.
+    problem = store_write_problem(ctx.config.store.resolved_url())
+    if problem is not None:
+        log.error("cannot start: %s", problem)
+        return Exit.STORE
+    try:
+        daemon = Daemon(ctx.app)
+        control = build_control_server(ctx.app)
 
-    async def serve() -> None:
-        await control.start()
-        try:
-            await daemon.run_until_signalled()
-        finally:
-            await control.stop()
+        async def serve() -> None:
+            await control.start()
+            metrics = start_metrics(daemon)  # [metrics] enabled; off by default, loopback when on
+            try:
+                await daemon.run_until_signalled(reload=lambda: load_config(ctx.config_path))
+            finally:
+                metrics.stop()
+                await control.stop()
 
-    asyncio.run(serve())
+        asyncio.run(serve())
+    except StoreError as exc:
+        log.error("cannot start: %s", exc)
+        return Exit.STORE
     return EXIT_OK
-
-

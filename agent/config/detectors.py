@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from .base import Frozen
@@ -67,7 +69,52 @@ class IdsConfig(Frozen):
     min_severity: int = Field(3, ge=1, le=4, description="Suricata severity (1 highest) at or above which alerts pass")
 
 
-DETECTOR_IDS = ("bruteforce", "portscan", "sweep", "arpspoof", "dnstunnel", "synflood", "ids")
+class DriftConfig(Frozen):
+    """Configuration drift against the approved baseline (SSH collection)."""
+
+    max_diff: int = Field(16 * 1024, ge=256, le=1024 * 1024, description="characters of the diff kept as evidence")
+    severity: Literal["low", "medium", "high", "critical"] = Field("high", description="of a drift finding")
+
+
+class SnmpAuthConfig(Frozen):
+    """[detectors.snmp_auth]: how many SNMP authentication failures within the window are guessing."""
+
+    window_s: float = Field(300.0, gt=0)
+    failures: int = Field(5, ge=2, description="authenticationFailure traps from one agent, or unknown-community "
+                                                "datagrams from one sender, within the window")
+
+
+class LinkFlapConfig(Frozen):
+    """[detectors.linkflap]: link state changes of one interface within the window that are flapping."""
+
+    window_s: float = Field(600.0, gt=0)
+    transitions: int = Field(6, ge=2, description="linkDown + linkUp traps for one interface (6: three flaps)")
+
+
+class RebootConfig(Frozen):
+    """[detectors.reboot]: one finding per device and reboot; a trap and a poll within the window are one."""
+
+    window_s: float = Field(900.0, gt=0)
+    warm_start: bool = Field(True, description="report warmStart (agent re-initialised) as well as coldStart")
+
+
+class IfAnomalyConfig(Frozen):
+    """[detectors.ifanomaly]: the baseline per interface and what counts as far outside it."""
+
+    history: int = Field(30, ge=3, le=1000, description="samples per interface kept for the baseline")
+    min_samples: int = Field(5, ge=2, description="samples needed before a baseline anomaly is reported")
+    mad_factor: float = Field(6.0, gt=0, description="scaled MADs above the median that are anomalous")
+    saturation: float = Field(0.95, gt=0, le=1, description="utilisation reported whatever the baseline")
+    min_utilisation: float = Field(0.3, ge=0, le=1,
+                                   description="a traffic spike below this share of ifHighSpeed is not reported")
+    min_bps: float = Field(1e6, ge=0, description="a traffic spike below this (bit/s) is not reported "
+                                                  "(interfaces without ifHighSpeed)")
+    min_error_rate: float = Field(1.0, gt=0, description="errors per second below which nothing is reported")
+    window_s: float = Field(3600.0, gt=0, description="an anomaly seen again within this updates its finding")
+
+
+DETECTOR_IDS = ("bruteforce", "portscan", "sweep", "arpspoof", "dnstunnel", "synflood", "ids", "drift",
+                "snmp_auth", "linkflap", "reboot", "ifanomaly")
 
 
 class DetectorsConfig(Frozen):
@@ -90,3 +137,8 @@ class DetectorsConfig(Frozen):
     dnstunnel: DnsTunnelConfig = DnsTunnelConfig()
     synflood: SynFloodConfig = SynFloodConfig()
     ids: IdsConfig = IdsConfig()
+    drift: DriftConfig = DriftConfig()
+    snmp_auth: SnmpAuthConfig = SnmpAuthConfig()
+    linkflap: LinkFlapConfig = LinkFlapConfig()
+    reboot: RebootConfig = RebootConfig()
+    ifanomaly: IfAnomalyConfig = IfAnomalyConfig()

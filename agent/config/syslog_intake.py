@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from .base import Frozen
 
@@ -19,9 +19,13 @@ class UdpIntake(Frozen):
 class TcpIntake(Frozen):
     """TCP (and TLS) syslog: connection caps and timeouts against idle and slow senders."""
 
-    max_connections: int = Field(512, ge=1, le=65536)
+    max_connections: int = Field(512, ge=1, le=65536,
+                                 description="open connections overall (lowered to fit RLIMIT_NOFILE)")
     max_per_source: int = Field(32, ge=1, le=65536, description="connections per sender address")
     idle_timeout_s: float = Field(300.0, gt=0, description="a connection that sends nothing this long is closed")
+    frame_timeout_s: float = Field(30.0, gt=0, description="a message (or TLS handshake) must complete within this")
+    fd_reserve: int = Field(64, ge=16, le=4096,
+                            description="descriptors kept free of connections (control socket, store, files)")
 
 
 class TlsIntake(Frozen):
@@ -31,3 +35,18 @@ class TlsIntake(Frozen):
     cert_file: Path | None = None
     key_file: Path | None = None
     client_ca_file: Path | None = Field(None, description="when set, senders must present a certificate it signed")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError(f"expected HOST:PORT, got {item!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _has_certificate(self) -> TlsIntake:
+        if self.listen and self.cert_file is None:
+            raise ValueError("[sources.tls] listen needs cert_file (and key_file unless the cert file holds the key)")
+        return self

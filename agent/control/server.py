@@ -105,7 +105,9 @@ class ControlServer:
             # Permissions are set between bind and listen: until listen() nobody can connect,
             # so there is no moment at which the socket is reachable with the umask's mode.
             os.chmod(path, SOCKET_MODE)
-            if gid is not None:
+            # Only when it differs: a service already running with that group (the unit's Group=)
+            # needs no chown, so its unit can forbid the call (SystemCallFilter=~@privileged).
+            if gid is not None and os.stat(path).st_gid != gid:
                 os.chown(path, -1, gid)
             self._bound = _Bound(path, os.stat(path).st_ino)
         except OSError as exc:
@@ -335,7 +337,7 @@ def _prepare_directory(directory: Path, gid: int | None) -> None:
     if not directory.exists():
         directory.mkdir(mode=DIRECTORY_MODE, parents=True)
         os.chmod(directory, DIRECTORY_MODE)  # mkdir's mode is filtered by the umask
-        if gid is not None:
+        if gid is not None and os.stat(directory).st_gid != gid:
             os.chown(directory, -1, gid)
         return
     # An existing directory is left as it is (it may be /run/watchstander from systemd, or shared),

@@ -4,37 +4,141 @@ Events are fed to the detectors on the event loop; correlation, triage and the s
 worker thread on snapshots of the findings (the flush job), so a slow store or model never stalls
 ingestion. What feeds the detectors is a list of sources built from `registry.SOURCE_KINDS`; what
 runs periodically is a list of named jobs (`jobs.py`).
+
+A flush that fails keeps its findings until they are stored: a store that cannot be written
+(locked by another writer, a full disk) is retried with a bounded exponential back-off and shown
+in systemd's STATUS=; a finding that cannot be stored at all is isolated by splitting the batch,
+logged, counted (`poisoned_findings`) and dropped so that the rest is stored. SIGHUP reloads the
+configuration, the playbooks and the guidance catalogues after validating them all (`reload`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import grp
 import logging
+import os
+import pwd
 import signal
+import stat
+import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from watchstander.connectors.events import Event
+from watchstander.guidance.errors import GuidanceError
+from watchstander.playbooks.errors import PlaybookError
 
+from ..app.compliance import load_all
 from ..app.decide import decide
 from ..app.runs import RunService
 from ..app.wiring import App
+from ..config.model import AgentConfig
 from ..detection.pipeline import Pipeline
-from ..models import Finding
+from ..errors import ConfigError, StoreError, WatchstanderError
+from ..models import Finding, Incident
+from ..store.engine import Store
 from .jobs import Jobs
 from .registry import SOURCE_KINDS
 from .sources import Checkpointing, Sink, Source, SourceFactory, build_sources
-from .syslog import SyslogTcp, SyslogUdp
-from .systemd import sd_notify
+from .syslog import SyslogTcp, SyslogTls, SyslogUdp
+from .systemd import sd_notify, watchdog_interval_s
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 20.0
+# A failing store is retried after 1, 2, 4 ... seconds, never more than a minute apart.
+FLUSH_BACKOFF_FIRST_S = 1.0
+FLUSH_BACKOFF_MAX_S = 60.0
+# Errors that say the store cannot be written now, whatever is in the batch: retry it whole.
+STORE_UNAVAILABLE = (StoreError, OSError)
+# Sections a reload cannot apply: they hold open sockets, the store or the process's logging.
+RESTART_SECTIONS = ("store", "control", "logging", "metrics")
+# Sections the sources read when they are built: a change restarts every source.
+SOURCE_SECTIONS = ("sources", "devices")
+# Sections the run service reads when it is built: a change gives runs started afterwards a new one.
+RUN_SECTIONS = ("runner", "devices", "notify")
+
+Reloader = Callable[[], AgentConfig]
 
 
 def _snapshot(f: Finding) -> Finding:
     return dataclasses.replace(f, entities=dict(f.entities), counts=dict(f.counts),
                                attributes=dict(f.attributes), evidence=list(f.evidence))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def _account(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    try:
+        return f"{grp.getgrgid(gid).gr_name} (gid {gid})"
+    except KeyError:
+        return f"gid {gid}"
+
+
+def _describe(path: Path, st: os.stat_result) -> str:
+    return (f"{path} (owner {_account(st.st_uid)}, group {_group(st.st_gid)}, "
+            f"mode {stat.S_IMODE(st.st_mode):04o})")
+
+
+def store_write_problem(url: str) -> str | None:
+    """Why this process cannot write the SQLite store at `url`, naming the file, its owner and mode; or None."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:") or database.startswith("file:"):
+        return None
+    db = Path(database).absolute()
+    me = _account(os.geteuid())
+    folder = db.parent
+    try:
+        if db.exists():
+            if not os.access(db, os.R_OK | os.W_OK):
+                return f"the store {_describe(db, db.stat())} cannot be written by {me}"
+            # WAL mode writes two files beside the database: they must be ours to write, or creatable.
+            for extra in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                if extra.exists() and not os.access(extra, os.R_OK | os.W_OK):
+                    return f"the store's {_describe(extra, extra.stat())} cannot be written by {me}"
+                if not extra.exists() and not os.access(folder, os.W_OK | os.X_OK):
+                    return (f"the store's folder {_describe(folder, folder.stat())} does not let {me} "
+                            f"create {extra.name}")
+        else:
+            existing = next(p for p in (folder, *folder.parents) if p.exists())
+            if not os.access(existing, os.W_OK | os.X_OK):
+                return f"the store {db} cannot be created: {_describe(existing, existing.stat())} is not writable by {me}"
+    except OSError as exc:
+        return f"the store {db} cannot be checked: {exc.strerror}"
+    return None
+
+
+def probe_store_write(store: Store, url: str) -> None:
+    """Write (and keep unchanged) one row of the store, or raise StoreError naming the file, owner and mode."""
+    try:
+        with store.begin() as conn:
+            conn.execute(text("UPDATE schema_versions SET version = version"))
+    except StoreError as exc:
+        problem = store_write_problem(url)
+        raise StoreError(f"{problem}: {exc}" if problem else f"the store cannot be written: {exc}") from exc
 
 
 class Daemon:
@@ -47,80 +151,175 @@ class Daemon:
         self.actor = actor
         app.triage  # noqa: B018  (a bad triage config or key stops start-up)
         self.pipeline = Pipeline(app.config.detectors)
-        self.sources: list[Source] = build_sources(app, SOURCE_KINDS if source_kinds is None else source_kinds)
+        self._kinds = SOURCE_KINDS if source_kinds is None else source_kinds
+        self.sources: list[Source] = build_sources(app, self._kinds)
         self.runs = RunService(app)
         self.jobs = Jobs(app, self.flush, self.runs, actor)
         self._persisted: dict[int, tuple[int, float]] = {}
         self._flush_lock = asyncio.Lock()
+        self._reload_lock = asyncio.Lock()
+        self._sink: Sink | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.newest_event = 0.0
         self.flushes = 0
         self.incidents_written = 0
         self.on_flush: Callable[[int], None] | None = None
+        # Snapshots not yet stored, by the id of the live finding (held, so that its id is not reused).
+        self._pending: dict[int, tuple[Finding, Finding]] = {}
+        self._retired_runs: list[RunService] = []
+        self._retry_at = 0.0
+        self._failing_since: float | None = None
+        self._consecutive_failures = 0
+        # Counters for metrics and `systemctl status`.
+        self.flush_failures = 0
+        self.poisoned_findings = 0
+        self.last_flush_error: str | None = None
+        self.last_flush_duration_s = 0.0
+        self.reloads = 0
+        self.reload_failures = 0
+        self.watchdog_pings = 0
+
+    @property
+    def pending_findings(self) -> int:
+        """Findings waiting to be stored (all of them are retried until stored or found poisoned)."""
+        return len(self._pending)
+
+    @property
+    def flush_failing_for_s(self) -> float:
+        """For how long every flush has failed (0 while the store takes them)."""
+        return 0.0 if self._failing_since is None else time.monotonic() - self._failing_since
 
     @property
     def bound(self) -> dict[str, list[tuple[str, int]]]:
         """The addresses the syslog listeners are bound to, by transport."""
-        out: dict[str, list[tuple[str, int]]] = {"udp": [], "tcp": []}
+        out: dict[str, list[tuple[str, int]]] = {"udp": [], "tcp": [], "tls": []}
         for s in self.sources:
             if isinstance(s, SyslogUdp) and s.bound is not None:
                 out["udp"].append(s.bound)
             elif isinstance(s, SyslogTcp):
                 out["tcp"].extend(s.bound)
+            elif isinstance(s, SyslogTls):
+                out["tls"].extend(s.bound)
         return out
 
     def feed(self, events: Iterable[Event]) -> None:
         """Run events through the detectors (on the loop thread)."""
-        for ev in events:
-            if ev.time > self.newest_event:
-                self.newest_event = ev.time
-            self.pipeline.feed_all((ev,))
+        batch = events if isinstance(events, (list, tuple)) else list(events)
+        if batch:
+            self.newest_event = max(self.newest_event, max(ev.time for ev in batch))
+            self.pipeline.feed_all(batch)
 
     async def start(self) -> None:
-        """Start every source and the scheduled jobs."""
+        """Check the store is writable, then start every source, the scheduled jobs and the watchdog."""
+        # Never run as if healthy on a store every flush would fail on (StoreError names the file).
+        await asyncio.get_running_loop().run_in_executor(
+            None, probe_store_write, self.app.store, self.config.store.resolved_url())
         # Before anything runs: runs a previous process left behind are interrupted, never repeated.
         await self.runs.recover_and_alert(self.actor)
-        sink = Sink(asyncio.get_running_loop(), self.feed)
+        self._sink = Sink(asyncio.get_running_loop(), self.feed)
         for source in self.sources:
-            await source.start(sink)
+            await source.start(self._sink)
         self.jobs.start()
+        interval = watchdog_interval_s()
+        if interval is not None:
+            self._watchdog = asyncio.create_task(self._ping_watchdog(interval), name="watchdog")
         log.info("listening: %s; jobs: %s", "; ".join(s.describe() for s in self.sources) or "no sources",
                  ", ".join(self.jobs.names()))
+
+    async def _ping_watchdog(self, interval: float) -> None:
+        # Sent from the loop itself: a loop stuck in a blocking call stops pinging and systemd restarts us.
+        while True:
+            sd_notify("WATCHDOG=1")
+            self.watchdog_pings += 1
+            await asyncio.sleep(interval)
 
     async def flush(self) -> int:
         """Correlate, triage and store what changed since the last flush; returns incidents written."""
         async with self._flush_lock:  # the scheduled flush and a final one at stop never overlap
             return await self._flush()
 
-    async def _flush(self) -> int:
+    async def _flush(self, *, now: bool = False) -> int:
         checkpoints = [s for s in self.sources if isinstance(s, Checkpointing)]
         for source in checkpoints:
             source.mark()
-        changed = []
         for f in self.pipeline.findings:
             sig = (f.count, f.last_seen)
             if self._persisted.get(id(f)) != sig:
                 self._persisted[id(f)] = sig
-                changed.append(_snapshot(f))
+                self._pending[id(f)] = (f, _snapshot(f))  # a newer snapshot replaces an unstored older one
         self._forget_finished()
-        if not changed:
+        if not self._pending:
             self._checkpointed(checkpoints)
             return 0
-        loop = asyncio.get_running_loop()
-        try:
-            incidents = await loop.run_in_executor(None, decide, self.app, changed, self.actor)
-        except Exception:  # the barrier around the store and triage (STYLE rule 2)
-            log.exception("flush of %d finding(s) failed; will retry", len(changed))
-            for f in changed:
-                self._persisted.pop(id(f), None)
-            return 0
+        if not now and time.monotonic() < self._retry_at:
+            return 0  # backing off: the store failed a moment ago
+        started = time.monotonic()
+        incidents, failure = await self._store([(key, snap) for key, (_, snap) in self._pending.items()])
+        self.last_flush_duration_s = time.monotonic() - started
+        self.incidents_written += len(incidents)
+        for inc in incidents:  # also those of a batch the store failed part of the way through
+            log.info("incident %s [%s] %s", inc.id, inc.verdict.severity if inc.verdict else inc.severity, inc.title)
+        if failure is not None:
+            self._failed(failure)
+            return len(incidents)
+        self._recovered()
         self._checkpointed(checkpoints)
         self.flushes += 1
-        self.incidents_written += len(incidents)
-        for inc in incidents:
-            log.info("incident %s [%s] %s", inc.id, inc.verdict.severity if inc.verdict else inc.severity, inc.title)
         if self.on_flush:
             self.on_flush(len(incidents))
         return len(incidents)
+
+    async def _store(self, batch: list[tuple[int, Finding]]) -> tuple[list[Incident], Exception | None]:
+        """Store `batch`, splitting it to isolate findings that cannot be stored; returns the store's failure."""
+        loop = asyncio.get_running_loop()
+        try:
+            incidents = await loop.run_in_executor(None, decide, self.app, [f for _, f in batch], self.actor)
+        except STORE_UNAVAILABLE as exc:
+            return [], exc
+        except Exception as exc:  # the barrier around the store and triage (STYLE rule 2)
+            if len(batch) == 1:
+                key, finding = batch[0]
+                del self._pending[key]
+                self.poisoned_findings += 1
+                # repr: the finding's own text may be what cannot be encoded.
+                log.error("dropped finding %s %r about %r: it cannot be stored: %s", finding.detector, finding.title,
+                          finding.entities, _one_line(exc), exc_info=exc)
+                return [], None
+            middle = len(batch) // 2
+            out: list[Incident] = []
+            for half in (batch[:middle], batch[middle:]):
+                stored, failure = await self._store(half)
+                out.extend(stored)
+                if failure is not None:
+                    return out, failure
+            return out, None
+        for key, _ in batch:
+            del self._pending[key]
+        return incidents, None
+
+    def _failed(self, exc: Exception) -> None:
+        self.flush_failures += 1
+        self._consecutive_failures += 1
+        self.last_flush_error = _one_line(exc)
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        delay = min(FLUSH_BACKOFF_MAX_S, FLUSH_BACKOFF_FIRST_S * 2 ** (self._consecutive_failures - 1))
+        self._retry_at = now + delay
+        # The traceback once per outage; then one line per attempt, at most one a minute once backed off.
+        log.error("flush of %d finding(s) failed (%d in a row); kept, retrying in %.0f s: %s", len(self._pending),
+                  self._consecutive_failures, delay, self.last_flush_error,
+                  exc_info=exc if self._consecutive_failures == 1 else None)
+        sd_notify(f"STATUS=flush failing for {_duration(now - self._failing_since)}: {self.last_flush_error}")
+
+    def _recovered(self) -> None:
+        if self._failing_since is not None:
+            log.warning("flush succeeded again after %d failure(s) over %s", self._consecutive_failures,
+                        _duration(time.monotonic() - self._failing_since))
+            sd_notify("STATUS=running; the store takes flushes again")
+        self._failing_since = None
+        self._consecutive_failures = 0
+        self._retry_at = 0.0
 
     @staticmethod
     def _checkpointed(sources: Sequence[Checkpointing]) -> None:
@@ -133,7 +332,7 @@ class Daemon:
 
     def _forget_finished(self) -> None:
         # Findings idle for longer than the correlation window are final: stop tracking them
-        # so that memory stays flat in a daemon that runs for months.
+        # so that memory stays flat in a daemon that runs for months. Their unstored snapshots stay pending.
         horizon = self.newest_event - self.config.correlation.window_s
         keep = [f for f in self.pipeline.findings if f.last_seen >= horizon]
         if len(keep) != len(self.pipeline.findings):
@@ -141,29 +340,135 @@ class Daemon:
             self._persisted = {k: v for k, v in self._persisted.items() if k in live}
             self.pipeline.findings[:] = keep
 
-    async def stop(self) -> None:
-        """Stop the sources and jobs, flush what is left, and return."""
-        self.jobs.stop()
-        # A run in flight may finish its step (systemd allows TimeoutStopSec); what is left is
-        # cancelled and found `interrupted` at the next start.
-        await self.runs.drain(STOP_GRACE_S)
+    async def reload(self, load: Reloader) -> bool:
+        """Load and validate the config, playbooks and guidance catalogues, then apply them; False if refused."""
+        async with self._reload_lock:
+            sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+            try:
+                return await self._reload(load)
+            finally:
+                sd_notify("READY=1")
+
+    async def _reload(self, load: Reloader) -> bool:
+        loop = asyncio.get_running_loop()
+        try:
+            fresh, restart_sources = await loop.run_in_executor(None, self._validated_app, load)
+        except ConfigError as exc:
+            self.reload_failures += 1
+            problems = "; ".join(f"{key}: {msg}" for key, msg in exc.problems)
+            log.error("reload refused, the running configuration stays: %s%s", exc, f" ({problems})" if problems else "")
+            return False
+        except (WatchstanderError, PlaybookError, GuidanceError, OSError) as exc:
+            self.reload_failures += 1
+            log.error("reload refused, the running configuration stays: %s", _one_line(exc))
+            return False
+        await self._apply(fresh, restart_sources)
+        return True
+
+    def _validated_app(self, load: Reloader) -> tuple[App, bool]:
+        # Everything a reload changes is built and checked here, before anything running is touched.
+        config = load()
+        app = App(config, self.app.store, self.app.clock)
+        try:
+            app.triage  # noqa: B018  (a bad triage config or key refuses the reload)
+            app.catalogue()
+            load_all(app)
+            Pipeline(config.detectors)
+            # Built to check them (nothing is opened before start) when their sections changed.
+            restart = any(getattr(config, name) != getattr(self.config, name) for name in SOURCE_SECTIONS)
+            if restart:
+                build_sources(app, self._kinds)
+        except BaseException:
+            app.close()
+            raise
+        return app, restart
+
+    async def _apply(self, fresh: App, restart_sources: bool) -> None:
+        old, new = self.config, fresh.config
+        changed = [name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)]
+        needs_restart = [name for name in changed if name in RESTART_SECTIONS]
+        async with self._flush_lock:
+            if restart_sources:
+                await self._stop_sources()
+            await self._flush(now=True)  # what the old detectors found is stored under the old config
+            # The App is shared (control socket, run service, jobs): it takes the new services in place.
+            # (fresh was built over the same store and clock, so only config-made services change.)
+            retired = self.app.__dict__.pop("triage", None)
+            vars(self.app).update(vars(fresh))
+            if retired is not None:
+                retired.close()
+            self.config = new
+            if old.detectors != new.detectors:
+                # The detectors' windows start afresh; what they had found is stored (or pending) above.
+                self.pipeline = Pipeline(new.detectors)
+                self._persisted.clear()
+            if any(name in changed for name in RUN_SECTIONS):
+                # Runs in flight finish on the service that started them; stop() drains both.
+                self._retired_runs.append(self.runs)
+                self.runs = RunService(self.app)
+            self.jobs.stop()
+            self.jobs = Jobs(self.app, self.flush, self.runs, self.actor)
+            self.jobs.start()
+            if restart_sources:
+                # Built again over the shared App (the checked ones hold the discarded one).
+                self.sources = build_sources(self.app, self._kinds)
+                await self._start_sources()
+        self.reloads += 1
+        log.info("configuration reloaded; changed: %s", ", ".join(changed) or "nothing")
+        if needs_restart:
+            log.warning("changes to [%s] take effect at the next restart", "], [".join(needs_restart))
+
+    async def _start_sources(self) -> None:
+        assert self._sink is not None
+        for source in self.sources:
+            try:
+                await source.start(self._sink)
+            except OSError as exc:
+                log.error("source %s could not start after the reload: %s", source.name, exc)
+        log.info("listening: %s", "; ".join(s.describe() for s in self.sources) or "no sources")
+
+    async def _stop_sources(self) -> None:
         for source in self.sources:
             try:
                 await source.stop()
             except Exception:  # a source that died already logged why
                 log.debug("source %s ended with an error", source.name, exc_info=True)
-        await self.flush()
+
+    async def stop(self) -> None:
+        """Stop the sources and jobs, flush what is left, and return."""
+        self.jobs.stop()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        # A run in flight may finish its step (systemd allows TimeoutStopSec); what is left is
+        # cancelled and found `interrupted` at the next start.
+        await asyncio.gather(*(runs.drain(STOP_GRACE_S) for runs in (*self._retired_runs, self.runs)))
+        await self._stop_sources()
+        async with self._flush_lock:
+            await self._flush(now=True)
+        if self._pending:
+            log.error("stopping with %d finding(s) the store did not take: %s", len(self._pending),
+                      self.last_flush_error)
         self.app.close()
 
-    async def run_until_signalled(self) -> None:
-        """Start, tell systemd we are ready, and run until SIGTERM or SIGINT."""
+    async def run_until_signalled(self, reload: Reloader | None = None) -> None:
+        """Start, tell systemd we are ready, and run until SIGTERM or SIGINT; SIGHUP reloads with `reload`."""
         await self.start()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        reloading: set[asyncio.Task[bool]] = set()
+        if reload is not None:
+            def on_hup() -> None:
+                task = loop.create_task(self.reload(reload))
+                reloading.add(task)
+                task.add_done_callback(reloading.discard)
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
         sd_notify("READY=1")
         await stop.wait()
         log.info("stopping")
         sd_notify("STOPPING=1")
+        for task in list(reloading):
+            await task
         await self.stop()

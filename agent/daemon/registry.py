@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from .capture import capture_sources
 from .follow import followed_files
+from .snmp_poll import snmp_poll_sources
+from .snmp_traps import snmp_trap_sources
 from .sources import SourceFactory
-from .syslog import tcp_sources, udp_sources
+from .ssh_collect import ssh_collect_sources
+from .syslog import tcp_sources, tls_sources, udp_sources
 
 SOURCE_KINDS: dict[str, SourceFactory] = {
     "syslog.udp": udp_sources,
     "syslog.tcp": tcp_sources,
+    "syslog.tls": tls_sources,
     "file.follow": followed_files,
+    "snmp.traps": snmp_trap_sources,
+    "snmp.poll": snmp_poll_sources,
+    "ssh.collect": ssh_collect_sources,
+    "capture.live": capture_sources,
 }

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from watchstander.connectors.events import Event
 
-from ..app.wiring import App
+if TYPE_CHECKING:  # the App pulls in the whole application (langchain included): types only here
+    from ..app.wiring import App
 
 
 class Sink:
@@ -62,7 +63,7 @@ class Checkpointing(Protocol):
 
 # A factory reads what it needs from the App: [sources] and the clock, and for some the inventory
 # (polling, collection) or the store (followed files' offsets, configuration snapshots).
-SourceFactory = Callable[[App], list[Source]]
+SourceFactory = Callable[["App"], list[Source]]
 
 
 def build_sources(app: App, kinds: dict[str, SourceFactory]) -> list[Source]:

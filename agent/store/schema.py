@@ -6,7 +6,7 @@ gets one row here; nothing is registered by import side effects.
 
 from __future__ import annotations
 
-from . import approvals, audit, guidance, incidents, runs, suggestions
+from . import approvals, audit, guidance, incidents, offsets, runs, snapshots, suggestions
 from .engine import Component, Store, check_store, connect, migrate_store
 
 COMPONENTS: tuple[Component, ...] = (
@@ -16,6 +16,8 @@ COMPONENTS: tuple[Component, ...] = (
     suggestions.SCHEMA,
     guidance.SCHEMA,
     runs.SCHEMA,
+    snapshots.SCHEMA,
+    offsets.SCHEMA,
 )
 
 

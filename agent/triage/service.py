@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -83,6 +84,9 @@ class TriageService:
         self._cache = VerdictCache(config.cache_size)
         self._budget = TokenBudget(config.tokens_per_hour or None, clock)
         self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self.model_calls = 0                     # requests submitted to the model (metrics read these)
+        self.fallbacks: Counter[str] = Counter()  # baseline verdicts kept, by reason
         self._in_flight = 0
         self._cooldown_until = 0.0
         self._model: BaseChatModel | None = None
@@ -152,6 +156,7 @@ class TriageService:
                 # Earlier calls are still running past their deadline; do not queue behind them.
                 return self._fallback(baseline, _Outcome(reason="busy"))
             self._in_flight += 1
+            self.model_calls += 1
         try:
             future = self._pool.submit(self._consult, incident, baseline, dict(asset_context), evidence_text)
         except RuntimeError:  # the pool was shut down
@@ -259,6 +264,8 @@ class TriageService:
 
     def _fallback(self, baseline: TriageVerdict, outcome: _Outcome) -> TriageVerdict:
         """The baseline verdict, marked with why the model's did not replace it and what was tried."""
+        with self._stats_lock:  # not self._lock: the "busy" fallback is taken while that is held
+            self.fallbacks[(outcome.reason or "unknown").split(":")[0]] += 1
         prov = self._provenance("baseline", outcome, baseline.provenance.analyst_version, outcome.reason)
         return baseline.model_copy(update={"provenance": prov})
 

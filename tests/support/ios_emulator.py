@@ -12,7 +12,7 @@ What it understands: prompts `router>`, `router#`, `router(config)#`, `router(co
 `configure terminal`, `ip access-list extended NAME` and its entries (`SEQ deny|permit ip
 host A.B.C.D|any host A.B.C.D|any [log]`, `no SEQ`), `interface NAME` with `shutdown` / `no
 shutdown` / `description`, `exit`, `end`, `show access-lists`, `show ip access-lists [NAME]`,
-`show running-config [interface NAME]`, `show startup-config`, `show interfaces NAME [status]`,
+`show running-config [interface NAME]`, `show startup-config`, `show interfaces NAME [status]`, `show ip arp`,
 `copy running-config startup-config` (asks for the destination) and `write memory`. Anything else
 answers `% Invalid input detected at '^' marker.`
 
@@ -53,6 +53,8 @@ class IosState:
     acls: dict[str, dict[int, str]] = field(default_factory=dict)
     interfaces: dict[str, bool] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
+    # address -> (MAC as IOS prints it, e.g. 0050.56aa.0015; age in minutes or "-" for its own; interface)
+    arp: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def render(self) -> str:
         """The configuration as `show running-config` prints it."""
@@ -170,6 +172,11 @@ class _Cli:
                 out.append(f"Extended IP access list {name}")
                 out.extend(f"    {seq} {text}" for seq, text in sorted(state.acls[name].items()))
             return "".join(line + "\n" for line in out)
+        if lowered == ["ip", "arp"]:
+            rows = ["Protocol  Address          Age (min)  Hardware Addr   Type   Interface"]
+            rows += [f"Internet  {ip:<15} {age:>10}   {mac:<14}  ARPA   {iface}"
+                     for ip, (mac, age, iface) in sorted(state.arp.items())]
+            return "\n".join(rows) + "\n"
         if self.mode != "exec" and lowered[:1] in (["running-config"], ["startup-config"]):
             raise _Invalid
         if lowered == ["running-config"]:
@@ -353,6 +360,12 @@ class IosEmulator:
         """Whether the interface is administratively down in the running configuration."""
         with self.lock:
             return self.state.interfaces[name]
+
+    def set_arp(self, address: str, mac: str, *, age: str = "0",
+                interface: str = "GigabitEthernet0/1") -> None:
+        """Put an entry in the ARP table `show ip arp` prints (mac in IOS form, 0050.56aa.0015)."""
+        with self.lock:
+            self.state.arp[address] = (mac, age, interface)
 
     def running_config(self) -> str:
         """`show running-config`."""

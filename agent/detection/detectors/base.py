@@ -32,6 +32,9 @@ class Detector:
     title: ClassVar[str]
     confidence: ClassVar[float]
     playbook: ClassVar[str | None] = None
+    # Fed only by live device sources (SNMP traps and polls, SSH collection), never by a file that
+    # `replay` reads: its samples are the real Debian tools its tests drive, not captures.
+    live_only: ClassVar[bool] = False
 
     def __init__(self, config: Any, emit: Emit) -> None:
         self.config = config
@@ -117,7 +120,7 @@ def capped_add(items: set[Any], value: Any, cap: int) -> None:
 class Distinct:
     """Windowed state that counts events and distinct values, and owns the finding once open."""
 
-    __slots__ = ("start", "n", "items", "finding")
+    __slots__ = ("finding", "items", "n", "start")
 
     def __init__(self, start: float) -> None:
         self.start = start

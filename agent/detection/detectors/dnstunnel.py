@@ -37,7 +37,7 @@ def entropy(text: str) -> float:
 
 
 class _Domain:
-    __slots__ = ("start", "n", "unique", "len_sum", "ent_sum", "unusual", "qtypes", "servers", "finding", "long")
+    __slots__ = ("ent_sum", "finding", "len_sum", "long", "n", "qtypes", "servers", "start", "unique", "unusual")
 
     def __init__(self, start: float) -> None:
         self.start = start

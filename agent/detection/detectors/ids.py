@@ -14,12 +14,12 @@ SEVERITY: dict[int, Severity] = {1: "high", 2: "medium", 3: "low", 4: "info"}
 
 # Signature keywords to ATT&CK techniques; first match wins, the fallback is T1595 (Active Scanning).
 TECHNIQUE_RULES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
-    (re.compile(r"brute|login|password|auth", re.I), ("T1110",)),
-    (re.compile(r"\bSNMP\b", re.I), ("T1602.001",)),
-    (re.compile(r"sipvicious|\bscan\b|\bnmap\b|masscan", re.I), ("T1046",)),
-    (re.compile(r"exploit|CVE-|overflow|injection|shellcode", re.I), ("T1190",)),
-    (re.compile(r"trojan|malware|\bC2\b|command and control|CnC", re.I), ("T1071",)),
-    (re.compile(r"\bDNS\b.*(tunnel|exfil)", re.I), ("T1071.004",)),
+    (re.compile(r"brute|login|password|auth", re.IGNORECASE), ("T1110",)),
+    (re.compile(r"\bSNMP\b", re.IGNORECASE), ("T1602.001",)),
+    (re.compile(r"sipvicious|\bscan\b|\bnmap\b|masscan", re.IGNORECASE), ("T1046",)),
+    (re.compile(r"exploit|CVE-|overflow|injection|shellcode", re.IGNORECASE), ("T1190",)),
+    (re.compile(r"trojan|malware|\bC2\b|command and control|CnC", re.IGNORECASE), ("T1071",)),
+    (re.compile(r"\bDNS\b.*(tunnel|exfil)", re.IGNORECASE), ("T1071.004",)),
 )
 
 

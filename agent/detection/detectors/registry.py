@@ -8,8 +8,13 @@ from .arpspoof import ArpSpoofDetector
 from .base import Detector, Emit
 from .bruteforce import BruteForceDetector
 from .dnstunnel import DnsTunnelDetector
+from .drift import ConfigDriftDetector
 from .ids import IdsAlertDetector
+from .ifanomaly import IfAnomalyDetector
+from .linkflap import LinkFlapDetector
 from .portscan import PortScanDetector
+from .reboot import RebootDetector
+from .snmp_auth import SnmpAuthDetector
 from .sweep import SweepDetector
 from .synflood import SynFloodDetector
 
@@ -25,7 +30,8 @@ def register(cls: type[Detector]) -> type[Detector]:
 
 
 for _cls in (BruteForceDetector, PortScanDetector, SweepDetector, ArpSpoofDetector, DnsTunnelDetector,
-             SynFloodDetector, IdsAlertDetector):
+             SynFloodDetector, IdsAlertDetector, ConfigDriftDetector, SnmpAuthDetector, LinkFlapDetector,
+             RebootDetector, IfAnomalyDetector):
     register(_cls)
 
 
