@@ -111,6 +111,19 @@ class App:
         """The baseline analyst as of `now` (default: the clock's now), knowing every detector's profile."""
         return BaselineAnalyst(self.assets, now or self.clock(), self.detector_profiles)
 
+    def adopt(self, fresh: App) -> None:
+        """Take over the services of `fresh` (built over this store and clock from a new config), in place.
+
+        Everything holding this App (control socket, run service, jobs) sees the new configuration
+        at once; the model service this App had started is closed after the swap.
+        """
+        if fresh.store is not self.store:
+            raise ValueError("a reload cannot change the store; [store] needs a restart")
+        retired = self.__dict__.pop("triage", None)
+        vars(self).update(vars(fresh))
+        if retired is not None and retired is not self.__dict__.get("triage"):
+            retired.close()
+
     def close(self) -> None:
         """Stop the model's worker threads, if the model service was started."""
         triage = self.__dict__.pop("triage", None)

@@ -393,10 +393,7 @@ class Daemon:
             await self._flush(now=True)  # what the old detectors found is stored under the old config
             # The App is shared (control socket, run service, jobs): it takes the new services in place.
             # (fresh was built over the same store and clock, so only config-made services change.)
-            retired = self.app.__dict__.pop("triage", None)
-            vars(self.app).update(vars(fresh))
-            if retired is not None:
-                retired.close()
+            self.app.adopt(fresh)
             self.config = new
             if old.detectors != new.detectors:
                 # The detectors' windows start afresh; what they had found is stored (or pending) above.
