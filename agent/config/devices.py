@@ -43,7 +43,8 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9]
 Platform = Literal["linux", "cisco-ios"]
 
 
-def _one_source(credential: str | None, file: Path | None, what: str, *, required: bool) -> None:
+def one_secret_source(credential: str | None, file: Path | None, what: str, *, required: bool = True) -> None:
+    """ValueError unless exactly one of `{what}_credential` and `{what}_file` is given (or none, if not required)."""
     if credential and file:
         raise ValueError(f"give {what}_credential or {what}_file, not both")
     if required and not (credential or file):
@@ -64,7 +65,7 @@ class DeviceSsh(Frozen):
 
     @model_validator(mode="after")
     def _key(self) -> DeviceSsh:
-        _one_source(self.key_credential, self.key_file, "key", required=True)
+        one_secret_source(self.key_credential, self.key_file, "key", required=True)
         return self
 
 
@@ -94,12 +95,12 @@ class DeviceSnmp(Frozen):
         if self.version == "3":
             if self.user is None:
                 raise ValueError("user is required for SNMPv3")
-            _one_source(self.auth_key_credential, self.auth_key_file, "auth_key", required=True)
-            _one_source(self.priv_key_credential, self.priv_key_file, "priv_key", required=True)
+            one_secret_source(self.auth_key_credential, self.auth_key_file, "auth_key", required=True)
+            one_secret_source(self.priv_key_credential, self.priv_key_file, "priv_key", required=True)
             if self.community_credential or self.community_file:
                 raise ValueError("a community is for version = \"2c\" only")
         else:
-            _one_source(self.community_credential, self.community_file, "community", required=True)
+            one_secret_source(self.community_credential, self.community_file, "community", required=True)
             if self.user or self.auth_key_credential or self.auth_key_file or self.priv_key_credential \
                     or self.priv_key_file:
                 raise ValueError("version 2c takes only a community; remove the SNMPv3 keys or use version 3")

@@ -22,8 +22,8 @@ from .base import Frozen
 from .control import ControlConfig
 from .detectors import DetectorsConfig
 from .devices import Device, unique_devices
-from .policy import PolicyConfig
 from .metrics import MetricsConfig
+from .policy import PolicyConfig
 from .runner import NotifyConfig, RunnerConfig
 from .sources import SourcesConfig
 from .triage import TriageConfig

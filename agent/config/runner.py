@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from .base import Frozen
-from .devices import CREDENTIAL_NAME
+from .devices import CREDENTIAL_NAME, one_secret_source
 
 WEBHOOK_NAME = r"^[a-z][a-z0-9_-]{0,63}$"  # playbooks/actions.py NotifyWebhookArgs.webhook
 
@@ -36,8 +36,7 @@ class WebhookEndpoint(Frozen):
 
     @model_validator(mode="after")
     def _one_token(self) -> WebhookEndpoint:
-        if self.token_credential and self.token_file:
-            raise ValueError("give token_credential or token_file, not both")
+        one_secret_source(self.token_credential, self.token_file, "token", required=False)
         return self
 
 

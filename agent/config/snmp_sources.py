@@ -34,14 +34,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .base import Frozen
-from .devices import CREDENTIAL_NAME, DEVICE_NAME
-
-
-def _one_source(credential: str | None, file: Path | None, what: str) -> None:
-    if credential and file:
-        raise ValueError(f"give {what}_credential or {what}_file, not both")
-    if not (credential or file):
-        raise ValueError(f"{what}_credential (a systemd credential name) or {what}_file is required")
+from .devices import CREDENTIAL_NAME, DEVICE_NAME, one_secret_source
 
 
 class TrapCommunity(Frozen):
@@ -53,7 +46,7 @@ class TrapCommunity(Frozen):
 
     @model_validator(mode="after")
     def _secret(self) -> TrapCommunity:
-        _one_source(self.community_credential, self.community_file, "community")
+        one_secret_source(self.community_credential, self.community_file, "community")
         return self
 
 
@@ -72,8 +65,8 @@ class TrapUser(Frozen):
 
     @model_validator(mode="after")
     def _secrets(self) -> TrapUser:
-        _one_source(self.auth_key_credential, self.auth_key_file, "auth_key")
-        _one_source(self.priv_key_credential, self.priv_key_file, "priv_key")
+        one_secret_source(self.auth_key_credential, self.auth_key_file, "auth_key")
+        one_secret_source(self.priv_key_credential, self.priv_key_file, "priv_key")
         return self
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from .base import Frozen
+from .base import Frozen, HostPort
 from .capture import CaptureSource
 from .snmp_sources import SnmpSources
 from .ssh_collection import SshCollection
@@ -20,24 +20,15 @@ from .syslog_intake import TcpIntake, TlsIntake, UdpIntake
 class SourcesConfig(Frozen):
     """What the daemon listens to and follows: syslog over UDP/TCP, and files it tails."""
 
-    syslog_udp: tuple[str, ...] = Field(("127.0.0.1:5514",), description="HOST:PORT to receive syslog on")
-    syslog_tcp: tuple[str, ...] = ()
+    syslog_udp: tuple[HostPort, ...] = Field(("127.0.0.1:5514",), description="HOST:PORT to receive syslog on")
+    syslog_tcp: tuple[HostPort, ...] = ()
     files: tuple[Path, ...] = Field((), description="syslog or Suricata EVE files to follow (format sniffed)")
     flush_s: float = Field(10.0, gt=0, description="how often findings are correlated, triaged and stored")
     max_message: int = Field(64 * 1024, ge=512, le=1024 * 1024)
-    snmp_traps: tuple[str, ...] = Field((), description="HOST:PORT to receive SNMP traps and informs on")
+    snmp_traps: tuple[HostPort, ...] = Field((), description="HOST:PORT to receive SNMP traps and informs on")
     capture: tuple[CaptureSource, ...] = Field((), description="[[sources.capture]]: live packet capture")
     udp: UdpIntake = UdpIntake()
     tcp: TcpIntake = TcpIntake()
     tls: TlsIntake = TlsIntake()
     snmp: SnmpSources = SnmpSources()
     ssh: SshCollection = SshCollection()
-
-    @field_validator("syslog_udp", "syslog_tcp", "snmp_traps")
-    @classmethod
-    def _host_port(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for item in v:
-            host, sep, port = item.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-                raise ValueError(f"expected HOST:PORT, got {item!r}")
-        return v

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from .base import Frozen
+from .base import Frozen, HostPort
 
 
 class UdpIntake(Frozen):
@@ -31,19 +31,10 @@ class TcpIntake(Frozen):
 class TlsIntake(Frozen):
     """Syslog over TLS (RFC 5425); off unless `listen` names an address."""
 
-    listen: tuple[str, ...] = Field((), description="HOST:PORT to receive syslog over TLS on (RFC 5425: 6514)")
+    listen: tuple[HostPort, ...] = Field((), description="HOST:PORT to receive syslog over TLS on (RFC 5425: 6514)")
     cert_file: Path | None = None
     key_file: Path | None = None
     client_ca_file: Path | None = Field(None, description="when set, senders must present a certificate it signed")
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for item in v:
-            host, sep, port = item.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-                raise ValueError(f"expected HOST:PORT, got {item!r}")
-        return v
 
     @model_validator(mode="after")
     def _has_certificate(self) -> TlsIntake:

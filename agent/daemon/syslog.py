@@ -24,12 +24,14 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, cast
 
+from watchstander.connectors.barrier import guarded
 from watchstander.connectors.events import Event
 from watchstander.connectors.skips import SkipCounter
 from watchstander.connectors.syslog import TRUNCATED, FramingError, StreamFramer, SyslogSource, decode_line
 
 from ..clock import Clock
 from ..config.syslog_intake import TcpIntake, TlsIntake
+from .sources import split_host_port
 
 if TYPE_CHECKING:  # the wiring imports the whole agent; a listener alone starts without it
     from ..app.wiring import App
@@ -44,11 +46,6 @@ EVICT_IDLE_S = 1.0  # when full, a connection silent this long gives way to a ne
 DROPS_POLL_S = 1.0
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
-
-def split_host_port(hostport: str) -> tuple[str, int]:
-    """'HOST:PORT' or '[v6]:PORT' as (host, port)."""
-    host, _, port = hostport.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class LogLimiter:
@@ -91,27 +88,8 @@ def _skipped(skips: SkipCounter) -> int:
 
 
 def guarded_text_events(decoder: SyslogSource, lines: list[str], first_line: int = 1) -> Iterator[Event]:
-    """Decode `lines`; a line whose decoding raises is counted in the decoder's skips and passed over.
-
-    The barrier of connectors.barrier.guarded_events, for lines already decoded a batch at a time.
-    """
-    start = 0
-    while start < len(lines):
-        current = start
-
-        def pulled(begin: int) -> Iterator[str]:
-            nonlocal current
-            for i in range(begin, len(lines)):
-                current = i
-                yield lines[i]
-
-        try:
-            yield from decoder.text_events(pulled(start), first_line + start)
-            return
-        except Exception as exc:  # the barrier around one decoder call (STYLE rule 2)
-            decoder.skips.skip(f"decoder error ({type(exc).__name__})", f"line {first_line + current}: {exc}")
-            log.debug("%s: decoder raised on line %d", decoder.source, first_line + current, exc_info=True)
-            start = current + 1
+    """Decode already-decoded text `lines` a batch at a time, behind the connectors' barrier."""
+    return guarded(decoder.text_events, decoder.skips, lines, first_line, decoder.source)
 
 
 def _proc_udp_drops(inode: int) -> int | None:

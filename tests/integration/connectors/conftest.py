@@ -3,41 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from support.ios_emulator import IosEmulator
-from support.sshkeys import SshTestKeys, make_test_keys, write_known_hosts
+from support.sshkeys import SshTestKeys, write_known_hosts
 
 from watchstander.connectors.ssh import SshPool, SshTarget
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def ssh_keys(tmp_path: Path) -> SshTestKeys:
-    """An ed25519 client key and host key in tmp_path/keys."""
-    return make_test_keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def ios_emulator(ssh_keys: SshTestKeys) -> Iterator[Callable[..., IosEmulator]]:
-    """Factory: a started IosEmulator trusting ssh_keys.client (options as IosEmulator takes them)."""
-    started: list[IosEmulator] = []
-
-    def make(**options: Any) -> IosEmulator:
-        host_key = options.pop("host_key", ssh_keys.host)
-        authorized = options.pop("authorized_keys", [ssh_keys.client])
-        emulator = IosEmulator(host_key, authorized, **options)
-        started.append(emulator)
-        return emulator.start()
-
-    yield make
-    for emulator in started:
-        emulator.stop()
 
 
 @pytest.fixture

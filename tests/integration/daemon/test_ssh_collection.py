@@ -10,14 +10,14 @@ import shutil
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from support.collect_sudo import collection_sudo_rule
 from support.firewall import ATTACKER_ADDRESS, firewall_skip_reason, start_linux_firewall
 from support.ios_emulator import IosEmulator
 from support.runkit import RunKit, ssh_device_toml
-from support.sshkeys import SshTestKeys, generate_keypair, known_hosts_line, make_test_keys, write_known_hosts
+from support.sshkeys import SshTestKeys, generate_keypair, known_hosts_line, write_known_hosts
 
 from watchstander.agent.cli import collect as collect_cli
 from watchstander.agent.cli.context import Context
@@ -37,24 +37,9 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-def ssh_keys(tmp_path: Path) -> SshTestKeys:
-    """An ed25519 client key and host key in tmp_path/keys."""
-    return make_test_keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def router(ssh_keys: SshTestKeys) -> Iterator[Callable[..., IosEmulator]]:
-    """Factory: a started IOS emulator trusting ssh_keys.client; stopped after the test."""
-    started: list[IosEmulator] = []
-
-    def make(**options: Any) -> IosEmulator:
-        emulator = IosEmulator(options.pop("host_key", ssh_keys.host), [ssh_keys.client], **options)
-        started.append(emulator)
-        return emulator.start()
-
-    yield make
-    for emulator in started:
-        emulator.stop()
+def router(ios_emulator: Callable[..., IosEmulator]) -> Callable[..., IosEmulator]:
+    """Factory: a started IOS emulator trusting ssh_keys.client (tests/conftest.py's ios_emulator)."""
+    return ios_emulator
 
 
 @pytest.fixture

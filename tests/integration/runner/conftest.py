@@ -9,28 +9,13 @@ from typing import Any
 import pytest
 from support.ios_emulator import IosEmulator
 from support.runkit import RunKit, ssh_device_toml
-from support.sshkeys import SshTestKeys, make_test_keys, write_known_hosts
+from support.sshkeys import SshTestKeys, write_known_hosts
 
 
 @pytest.fixture
-def ssh_keys(tmp_path: Path) -> SshTestKeys:
-    """An ed25519 client key and host key in tmp_path/keys."""
-    return make_test_keys(tmp_path / "keys")
-
-
-@pytest.fixture
-def router(ssh_keys: SshTestKeys) -> Iterator[Callable[..., IosEmulator]]:
-    """Factory: a started IOS emulator trusting ssh_keys.client; stopped after the test."""
-    started: list[IosEmulator] = []
-
-    def make(**options: Any) -> IosEmulator:
-        emulator = IosEmulator(options.pop("host_key", ssh_keys.host), [ssh_keys.client], **options)
-        started.append(emulator)
-        return emulator.start()
-
-    yield make
-    for emulator in started:
-        emulator.stop()
+def router(ios_emulator: Callable[..., IosEmulator]) -> Callable[..., IosEmulator]:
+    """Factory: a started IOS emulator trusting ssh_keys.client (tests/conftest.py's ios_emulator)."""
+    return ios_emulator
 
 
 def router_toml(tmp_path: Path, keys: SshTestKeys, emulator: IosEmulator, name: str = "edge1",
