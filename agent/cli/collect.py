@@ -2,7 +2,8 @@
 
 A device's first configuration snapshot becomes its baseline automatically (marked `auto`);
 after that, drift is reported against the baseline until an operator approves a newer snapshot
-with `collect baseline DEVICE` (audited, under the operator's identity).
+with `collect baseline DEVICE` (audited, under the approver's identity). When a daemon runs, every
+command goes through its control socket (viewer reads, approver approves).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..daemon.ssh_collect import config_diff
-from ..errors import EXIT_OK, InputError, NotFoundError
-from ..store.snapshots import Baseline, Snapshot, SnapshotStore
+from ..app.collection import approve_baselines, collected, device_snapshots
+from ..control.client import via_daemon_or_local
+from ..errors import EXIT_OK, InputError
 from .context import Context
 from .output import dump_json, printable
 
@@ -41,37 +42,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     base.set_defaults(handler=cmd_baseline)
 
 
-def _state(latest: Snapshot, baseline: Baseline | None) -> str:
-    if latest.kind != "config":
-        return "-"
-    if baseline is None:
-        return "no baseline"
-    return "ok" if baseline.snapshot.sha256 == latest.sha256 else "DRIFT"
-
-
-def _commands(snapshots: SnapshotStore, device: str, command: str | None) -> list[str]:
-    commands = snapshots.commands(device)
-    if command is not None:
-        commands = [c for c in commands if c == command]
-    if not commands:
-        what = f"command {command!r} of " if command else ""
-        raise NotFoundError(f"nothing collected for {what}device {device!r} (see `watchstander collect list`)")
-    return commands
-
-
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     """Every collected device and command: latest snapshot, when seen, and drift state."""
-    snapshots = SnapshotStore(ctx.query_store, ctx.clock)
-    rows: list[dict[str, Any]] = []
-    for device in snapshots.devices():
-        for command in snapshots.commands(device):
-            latest = snapshots.latest(device, command)
-            if latest is None:
-                continue
-            baseline = snapshots.baseline(device, command)
-            rows.append({"device": device, "command": command, "kind": latest.kind, "snapshot": latest.id,
-                         "sha256": latest.sha256, "last_seen": latest.last_seen,
-                         "baseline": baseline.as_dict() if baseline else None, "state": _state(latest, baseline)})
+    rows: list[dict[str, Any]] = via_daemon_or_local(
+        ctx, "collect.list", {}, lambda who: collected(ctx.query_store, ctx.clock))["snapshots"]
     if args.format == "json":
         print(dump_json({"snapshots": rows}))
         return EXIT_OK
@@ -87,19 +61,10 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     """One device's latest snapshots with their baselines and the diff from each."""
-    snapshots = SnapshotStore(ctx.query_store, ctx.clock)
-    out: list[dict[str, Any]] = []
-    for command in _commands(snapshots, args.device, args.command):
-        latest = snapshots.latest(args.device, command)
-        assert latest is not None  # listed by commands()
-        baseline = snapshots.baseline(args.device, command)
-        entry: dict[str, Any] = {"command": command, "latest": latest.as_dict(text=args.text),
-                                 "baseline": baseline.as_dict() if baseline else None,
-                                 "state": _state(latest, baseline)}
-        if baseline is not None and baseline.snapshot.sha256 != latest.sha256:
-            entry["diff"] = config_diff(baseline.snapshot.text, latest.text, f"baseline #{baseline.snapshot.id}",
-                                        f"latest #{latest.id}").text
-        out.append(entry)
+    params: dict[str, Any] = {"device": args.device, "command": args.command, "text": args.text}
+    out: list[dict[str, Any]] = via_daemon_or_local(
+        ctx, "collect.show", params,
+        lambda who: device_snapshots(ctx.query_store, ctx.clock, args.device, args.command, args.text))["commands"]
     if args.format == "json":
         print(dump_json({"device": args.device, "commands": out}))
         return EXIT_OK
@@ -124,25 +89,15 @@ def cmd_baseline(args: argparse.Namespace, ctx: Context) -> int:
     """Approve the latest (or a given) configuration snapshot as the baseline; audited."""
     if args.snapshot is not None and args.command is None:
         raise InputError("--snapshot ID needs --command CMD: a snapshot belongs to one command")
-    snapshots = SnapshotStore(ctx.store, ctx.clock, ctx.audit)
-    approved: list[Baseline] = []
-    for command in _commands(snapshots, args.device, args.command):
-        latest = snapshots.latest(args.device, command)
-        if latest is None or latest.kind != "config":
-            if args.command is not None:
-                raise NotFoundError(f"{command!r} is not a configuration command: it has no baseline")
-            continue
-        baseline = snapshots.approve(args.device, command, ctx.identity, args.snapshot)
-        if baseline is None:
-            raise NotFoundError(f"no snapshot #{args.snapshot} of {command!r} on {args.device!r}")
-        approved.append(baseline)
-    if not approved:
-        raise NotFoundError(f"no configuration snapshot of {args.device!r} to approve")
+    params: dict[str, Any] = {"device": args.device, "command": args.command, "snapshot": args.snapshot}
+    approved: list[dict[str, Any]] = via_daemon_or_local(
+        ctx, "collect.baseline", params,
+        lambda who: approve_baselines(ctx.store, ctx.clock, ctx.audit, args.device, who, args.command,
+                                      args.snapshot))["baselines"]
     if args.format == "json":
-        print(dump_json({"device": args.device, "baselines": [
-            {"command": b.snapshot.command, **b.as_dict()} for b in approved]}))
+        print(dump_json({"device": args.device, "baselines": approved}))
         return EXIT_OK
     for b in approved:
-        print(f"{printable(args.device)} {printable(b.snapshot.command)}: baseline is now snapshot "
-              f"#{b.snapshot.id} (sha256 {b.snapshot.sha256[:16]}), approved by {printable(b.approved_by)}")
+        print(f"{printable(args.device)} {printable(b['command'])}: baseline is now snapshot "
+              f"#{b['snapshot_id']} (sha256 {b['sha256'][:16]}), approved by {printable(b['approved_by'])}")
     return EXIT_OK

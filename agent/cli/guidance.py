@@ -6,6 +6,7 @@ Guidance errors are translated here, at the boundary, into the agent's own (and 
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import json
 import logging
@@ -17,30 +18,30 @@ from pathlib import Path
 from typing import Any
 
 from watchstander.guidance import extractor
-from watchstander.guidance.catalogue import check_catalogue_set, load_catalogue_file
+from watchstander.guidance.catalogue import load_catalogue_file
 from watchstander.guidance.dates import parse_iso_date
-from watchstander.guidance.errors import CatalogueError, GuidanceError, RuleSyntaxError
+from watchstander.guidance.errors import CatalogueError, GuidanceError
 from watchstander.guidance.evidence import resolve_evidence
-from watchstander.guidance.model import Catalogue, Obligation
-from watchstander.guidance.reminders import (
-    install_reminder_job,
-)
-from watchstander.guidance.report import row_of
-from watchstander.guidance.rules import IDENT, parse_rule
-from watchstander.guidance.tracker import STANDING_LABELS, STATUSES, TrackedObligation, summarize
+from watchstander.guidance.reminders import install_reminder_job
+from watchstander.guidance.rules import parse_rule
+from watchstander.guidance.tracker import STATUSES
 
 from ..app.compliance import (
     EXPORT_FORMATS,
-    find_obligation,
-    guidance_store,
+    add_obligation,
+    export_bytes,
+    guidance_errors,
     load_all,
-    make_report,
+    obligation_data,
+    record_event,
     run_reminders,
-    site_catalogue,
-    tracked,
-    write_export,
+    status_data,
+    update_obligation,
+    write_file,
 )
-from ..errors import EXIT_FAILURE, EXIT_OK, ConfigError, InputError, NotFoundError, WatchstanderError
+from ..control.client import via_daemon_or_local
+from ..control.guidance_methods import evidence_params
+from ..errors import EXIT_FAILURE, EXIT_OK, InputError, WatchstanderError
 from ..store.guidance import SITE_CATALOGUE
 from .context import Context
 from .output import dump_json
@@ -53,12 +54,8 @@ Handler = Callable[[argparse.Namespace, Context], int]
 def _translated(fn: Handler) -> Handler:
     @functools.wraps(fn)
     def wrapper(args: argparse.Namespace, ctx: Context) -> int:
-        try:
+        with guidance_errors():
             return fn(args, ctx)
-        except CatalogueError as exc:
-            raise ConfigError(str(exc).splitlines()[0], exc.problems) from exc
-        except GuidanceError as exc:
-            raise InputError(str(exc)) from exc
     return wrapper
 
 
@@ -167,44 +164,50 @@ def _today(ctx: Context) -> date:
 
 # -- commands -------------------------------------------------------------------------------------
 
-def _table(rows: Sequence[TrackedObligation]) -> list[str]:
+def _table(rows: Sequence[dict[str, Any]]) -> list[str]:
     headers = ("DUE", "DAYS", "STANDING", "ORDER", "SEC.", "ID", "OWNER", "TITLE")
     data = []
     for r in rows:
-        due = r.due.isoformat() if r.due else "—"
-        if r.due_flag:
+        due = r["due"] or "—"
+        if r["due_flag"]:
             due += "*"
-        data.append((due, "" if r.days_left is None else str(r.days_left), STANDING_LABELS[r.standing],
-                     r.order, r.obligation.section, r.id, r.state.owner or "-", r.obligation.title))
+        data.append((due, "" if r["days_left"] is None else str(r["days_left"]), r["standing_label"],
+                     r["order"], r["section"], r["id"], r["owner"] or "-", r["title"]))
     widths = [max(len(h), *(len(d[i]) for d in data)) if data else len(h) for i, h in enumerate(headers)]
     widths[-1] = len(headers[-1])
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     return [fmt.format(*headers)] + [fmt.format(*d) for d in data]
 
 
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
 @_translated
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     """Print every obligation's standing on a day."""
-
     as_of = args.as_of or _today(ctx)
-    _, rows = tracked(ctx.query_app, as_of, args.order, as_recorded=args.as_recorded)
-    summary = summarize(rows, as_of, ctx.config.guidance.organization)
+    params = {"as_of": as_of.isoformat(), "orders": args.order, "as_recorded": args.as_recorded}
+    data: dict[str, Any] = via_daemon_or_local(
+        ctx, "guidance.status", params,
+        lambda who: status_data(ctx.query_app, as_of, args.order, as_recorded=args.as_recorded))
+    rows = data["obligations"]
     if args.relevant:
-        rows = [r for r in rows if r.relevance != "awareness"]
+        rows = [r for r in rows if r["relevance"] != "awareness"]
     if args.format == "json":
-        print(dump_json({"as_of": as_of.isoformat(), "summary": summary.model_dump(mode="json"),
-                         "obligations": [row_of(r).model_dump(mode="json") for r in rows]}))
+        print(dump_json({**data, "obligations": rows}))
         return EXIT_OK
-    print(f"Guidance status as of {as_of.isoformat()} — {summary.organization}")
-    print(summary.verdict)
-    mine = [r for r in rows if r.relevance != "awareness"]
-    others = [r for r in rows if r.relevance == "awareness"]
-    for heading, group in ((f"\n{summary.organization} leads, is consulted, or all agencies ({len(mine)}):", mine),
+    summary = data["summary"]
+    print(f"Guidance status as of {data['as_of']} — {summary['organization']}")
+    print(summary["verdict"])
+    mine = [r for r in rows if r["relevance"] != "awareness"]
+    others = [r for r in rows if r["relevance"] == "awareness"]
+    for heading, group in ((f"\n{summary['organization']} leads, is consulted, or all agencies ({len(mine)}):", mine),
                            (f"\nFor awareness ({len(others)}):", others)):
         if group:
             print(heading)
             print("\n".join(_table(group)))
-    if any(r.due_flag for r in rows):
+    if any(r["due_flag"] for r in rows):
         print("\n* due date falls on a weekend or federal holiday (flagged, not moved)")
     return EXIT_OK
 
@@ -212,28 +215,28 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 @_translated
 def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     """Print one obligation in full with its audit history."""
-
-    gstore = guidance_store(ctx.query_app)
     as_of = args.as_of or _today(ctx)
-    _, rows = tracked(ctx.query_app, as_of, gstore=gstore)
-    row = row_of(find_obligation(rows, args.id))
-    history = gstore.history(args.id)
+    data: dict[str, Any] = via_daemon_or_local(
+        ctx, "guidance.show", {"id": args.id, "as_of": as_of.isoformat()},
+        lambda who: obligation_data(ctx.query_app, args.id, as_of))
     if args.format == "json":
-        print(dump_json({"obligation": row.model_dump(mode="json"), "history": history}))
+        print(dump_json(data))
         return EXIT_OK
-    print(f"{row.order} Sec. {row.section} — {row.title}  [{row.id}]")
-    print(f"  clause:      “{row.clause} …”")
-    print(f"  lead:        {'; '.join(row.lead) or 'all agencies / not named'}")
-    if row.consulted:
-        print(f"  consulted:   {'; '.join(row.consulted)}")
-    print(f"  deliverable: {row.deliverable}")
-    print(f"  deadline:    {row.rule}  ({row.basis})")
-    print(f"  due:         {row.due.isoformat() if row.due else '—'}"
-          + (f"  (falls on {row.due_flag})" if row.due_flag else ""))
-    print(f"  standing:    {row.standing_label} on {as_of.isoformat()}; status {row.status_label}; owner {row.owner or '-'}")
-    for e in row.evidence:
-        print(f"  evidence:    {e.ref}" + (f"  sha256 {e.sha256}" if e.sha256 else "") + f"  ({e.added_by}, {e.added_at})")
-    for n in row.notes:
+    row, history = data["obligation"], data["history"]
+    print(f"{row['order']} Sec. {row['section']} — {row['title']}  [{row['id']}]")
+    print(f"  clause:      “{row['clause']} …”")
+    print(f"  lead:        {'; '.join(row['lead']) or 'all agencies / not named'}")
+    if row["consulted"]:
+        print(f"  consulted:   {'; '.join(row['consulted'])}")
+    print(f"  deliverable: {row['deliverable']}")
+    print(f"  deadline:    {row['rule']}  ({row['basis']})")
+    print(f"  due:         {row['due'] or '—'}" + (f"  (falls on {row['due_flag']})" if row["due_flag"] else ""))
+    print(f"  standing:    {row['standing_label']} on {as_of.isoformat()}; status {row['status_label']}; "
+          f"owner {row['owner'] or '-'}")
+    for e in row["evidence"]:
+        print(f"  evidence:    {e['ref']}" + (f"  sha256 {e['sha256']}" if e["sha256"] else "")
+              + f"  ({e['added_by']}, {e['added_at']})")
+    for n in row["notes"]:
         print(f"  note:        {n}")
     if history:
         print("  history:")
@@ -246,17 +249,19 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
 @_translated
 def cmd_update(args: argparse.Namespace, ctx: Context) -> int:
     """Apply one audited update to an obligation."""
-    gstore = guidance_store(ctx.app)
-    catalogues = load_all(ctx.app, gstore)
-    if not any(ob.id == args.id for c in catalogues for ob in c.obligations):
-        raise NotFoundError(f"no obligation {args.id!r} (see `watchstander guidance status`)")
-    evidence = [resolve_evidence(e) for e in args.evidence]
-    state = gstore.update(args.id, ctx.identity, status=args.status, owner=args.owner, note=args.note,
-                          evidence=evidence, due_override=args.due, override_reason=args.reason,
-                          clear_override=args.clear_due, completed_on=args.completed_on)
-    print(f"{args.id}: status {state.status}, owner {state.owner or '-'}, "
-          f"{len(state.evidence)} evidence item(s)"
-          + (f", due overridden to {state.due_override.isoformat()}" if state.due_override else ""))
+    evidence = [resolve_evidence(e) for e in args.evidence]  # hashed here: the daemon cannot read our files
+    params = {"id": args.id, "status": args.status, "owner": args.owner, "note": args.note,
+              "evidence": evidence_params(evidence), "due": _iso(args.due), "reason": args.reason,
+              "clear_due": args.clear_due, "completed_on": _iso(args.completed_on)}
+    state: dict[str, Any] = via_daemon_or_local(
+        ctx, "guidance.update", params,
+        lambda who: {"state": update_obligation(
+            ctx.app, args.id, who, status=args.status, owner=args.owner, note=args.note, evidence=evidence,
+            due=args.due, reason=args.reason, clear_due=args.clear_due,
+            completed_on=args.completed_on).model_dump(mode="json")})["state"]
+    print(f"{args.id}: status {state['status']}, owner {state['owner'] or '-'}, "
+          f"{len(state['evidence'])} evidence item(s)"
+          + (f", due overridden to {state['due_override']}" if state["due_override"] else ""))
     for e in evidence:
         print(f"  evidence {e.ref}" + (f" sha256 {e.sha256}" if e.sha256 else ""))
     return EXIT_OK
@@ -265,18 +270,12 @@ def cmd_update(args: argparse.Namespace, ctx: Context) -> int:
 @_translated
 def cmd_event(args: argparse.Namespace, ctx: Context) -> int:
     """Record an anchor event."""
-    import re
-
-    if not re.fullmatch(IDENT, args.name):
-        raise InputError(f"event name {args.name!r}: use lower-case letters, digits, '.', '_', '-'")
-    gstore = guidance_store(ctx.app)
-    catalogues = load_all(ctx.app, gstore)
-    referenced = {getattr(getattr(ob.deadline, "anchor", None) or getattr(ob.deadline, "start", None), "name", None)
-                  for c in catalogues for ob in c.obligations}
-    referenced |= {getattr(getattr(ob.deadline, "until", None), "name", None) for c in catalogues for ob in c.obligations}
-    gstore.record_event(args.name, args.date, ctx.identity, args.note)
+    params = {"name": args.name, "date": args.date.isoformat(), "note": args.note}
+    referenced = via_daemon_or_local(
+        ctx, "guidance.event", params,
+        lambda who: {"referenced": record_event(ctx.app, args.name, args.date, who, args.note)})["referenced"]
     print(f"event {args.name} recorded on {args.date.isoformat()}")
-    if args.name not in referenced:
+    if not referenced:
         print(f"warning: no obligation counts from event {args.name!r}", file=sys.stderr)
     return EXIT_OK
 
@@ -284,34 +283,15 @@ def cmd_event(args: argparse.Namespace, ctx: Context) -> int:
 @_translated
 def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
     """Add a site follow-on obligation after validating it against the catalogue set."""
-    from pydantic import ValidationError
-
-    gstore = guidance_store(ctx.app)
-    catalogues = load_all(ctx.app, gstore)
-    try:
-        rule = parse_rule(args.deadline)
-        ob = Obligation(id=args.id, section=args.section, title=args.title, clause=args.clause or args.title,
-                        lead=tuple(args.lead), consulted=tuple(args.consulted), all_agencies=args.all_agencies,
-                        deliverable=args.deliverable, deadline=rule, implements=args.implements, notes=args.notes)
-    except RuleSyntaxError:
-        raise
-    except ValidationError as exc:
-        problems = [(".".join(str(p) for p in e["loc"]) or "obligation", e["msg"]) for e in exc.errors()]
-        raise InputError("invalid obligation: " + "; ".join(f"{k}: {m}" for k, m in problems)) from exc
-    target = next((c for c in catalogues if c.id == args.order), None)
-    if target is None and args.order != SITE_CATALOGUE:
-        raise NotFoundError(f"no catalogue {args.order!r}; known: {', '.join(sorted(c.id for c in catalogues))}")
-    try:
-        if target is None:
-            target = site_catalogue(ctx.config.guidance.organization)
-        # Validate as part of its catalogue and the whole set before storing anything.
-        candidate = Catalogue.model_validate({**target.model_dump(), "obligations": [
-            *[o.model_dump() for o in target.obligations], ob.model_dump()]})
-    except ValidationError as exc:
-        raise InputError(f"obligation does not fit catalogue {args.order}: {exc.errors()[0]['msg']}") from exc
-    check_catalogue_set([c for c in catalogues if c.id != candidate.id] + [candidate])
-    gstore.add_site_obligation(args.order, ob, ctx.identity)
-    print(f"added {ob.id} to {args.order} ({ob.section}, deadline {args.deadline})")
+    parse_rule(args.deadline)  # a syntax error is reported here, before anything is sent
+    fields: dict[str, Any] = {
+        "id": args.id, "section": args.section, "title": args.title, "clause": args.clause or args.title,
+        "lead": list(args.lead), "consulted": list(args.consulted), "all_agencies": args.all_agencies,
+        "deliverable": args.deliverable, "deadline": args.deadline, "implements": args.implements,
+        "notes": args.notes}
+    via_daemon_or_local(ctx, "guidance.add", {"order": args.order, "obligation": fields},
+                        lambda who: {"id": add_obligation(ctx.app, args.order, dict(fields), who).id})
+    print(f"added {args.id} to {args.order} ({args.section}, deadline {args.deadline})")
     return EXIT_OK
 
 
@@ -319,9 +299,17 @@ def cmd_add(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     """Write one report file."""
     as_of = args.as_of or _today(ctx)
-    report = make_report(ctx.query_app, as_of, args.order, args.title, args.as_recorded, actor=ctx.identity)
-    write_export(report, args.format, args.out)
-    print(f"wrote {args.out} ({args.format}, as of {as_of.isoformat()}, {len(report.rows)} obligations)")
+    params = {"format": args.format, "as_of": as_of.isoformat(), "orders": args.order, "title": args.title,
+              "as_recorded": args.as_recorded}
+
+    def local(who: str) -> dict[str, Any]:
+        content, count = export_bytes(ctx.query_app, args.format, as_of, args.order, args.title,
+                                      args.as_recorded, actor=who)
+        return {"content_b64": base64.b64encode(content).decode("ascii"), "obligations": count}
+
+    data: dict[str, Any] = via_daemon_or_local(ctx, "guidance.export", params, local)
+    write_file(args.out, base64.b64decode(data["content_b64"]))
+    print(f"wrote {args.out} ({args.format}, as of {as_of.isoformat()}, {data['obligations']} obligations)")
     return EXIT_OK
 
 

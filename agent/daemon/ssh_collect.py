@@ -33,7 +33,6 @@ failure; the collector goes on with the other devices.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import functools
 import ipaddress
 import json
@@ -49,6 +48,7 @@ from watchstander.connectors.errors import DeviceError
 from watchstander.connectors.events import ARP, LOG, Event
 from watchstander.connectors.ssh import CommandResult, SshPool, SshTarget
 
+from ..app.collection import config_diff
 from ..app.wiring import App
 from ..clock import Clock
 from ..config.ssh_collection import SshCollection
@@ -60,7 +60,6 @@ from .sources import Sink, Source
 log = logging.getLogger(__name__)
 
 CommandKind = Literal["config", "arp"]
-MAX_DIFF = 64 * 1024
 # The binding a table entry stands for was taught by a frame sent to the device itself; which MAC
 # that frame was addressed to is not in the table, only that it was not a broadcast.
 TABLE_ETH_DST = "00:00:00:00:00:00"
@@ -218,34 +217,6 @@ def commands_for(platform: str, collect: Sequence[str], *, sudo: bool = True) ->
         table = [CollectCommand(nft, f"sudo -n {nft}" if sudo else nft, "config", normalise_nft_json),
                  CollectCommand("ip -j neigh", "ip -j neigh", "arp", _linux_arp)]
     return [c for c in table if c.kind in collect]
-
-
-@dataclass(frozen=True)
-class Diff:
-    """A bounded unified diff and how many lines it adds and removes."""
-
-    text: str
-    truncated: bool
-    added: int
-    removed: int
-
-
-def config_diff(before: str, after: str, before_label: str, after_label: str, limit: int = MAX_DIFF) -> Diff:
-    """The unified diff from `before` to `after`, cut at `limit` characters (the counts are complete)."""
-    kept: list[str] = []
-    size, added, removed, truncated = 0, 0, 0, False
-    for line in difflib.unified_diff(before.splitlines(), after.splitlines(), before_label, after_label,
-                                     lineterm="", n=3):
-        if line.startswith("+") and not line.startswith("+++"):
-            added += 1
-        elif line.startswith("-") and not line.startswith("---"):
-            removed += 1
-        if size + len(line) + 1 > limit:
-            truncated = True
-            continue
-        kept.append(line)
-        size += len(line) + 1
-    return Diff("\n".join(kept) + "\n" if kept else "", truncated, added, removed)
 
 
 # -- ARP tables to events -------------------------------------------------------------------------
