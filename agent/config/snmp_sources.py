@@ -14,7 +14,8 @@ community_credential = "trap-community"   # systemd credential name, or communit
 
 [[sources.snmp.trap_users]]               # SNMPv3 USM, authPriv only
 user = "trapper"
-engine_id = "0x8000000001020304"          # the sender's snmpEngineID (snmptrap -e)
+engine_id = "0x8000000001020304"          # the sender's snmpEngineID (snmptrap -e); or, for several
+                                          # senders sharing the user: engine_ids = ["0x80...", ...]
 auth_protocol = "SHA-256"
 priv_protocol = "AES-128"
 auth_key_credential = "trap-auth"
@@ -36,6 +37,8 @@ from pydantic import Field, model_validator
 from .base import Frozen
 from .devices import CREDENTIAL_NAME, DEVICE_NAME, one_secret_source
 
+ENGINE_ID = r"^(0x|0X)?([0-9A-Fa-f]{2}){5,32}$"  # RFC 3411 SnmpEngineID: 5..32 octets
+
 
 class TrapCommunity(Frozen):
     """A v1/v2c community accepted on the trap receivers; any other community is dropped and counted."""
@@ -54,8 +57,10 @@ class TrapUser(Frozen):
     """An SNMPv3 USM user that may send notifications (authPriv), as configured on the sender."""
 
     user: str = Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")
-    engine_id: str = Field(pattern=r"^(0x|0X)?([0-9A-Fa-f]{2}){5,32}$",
-                           description="the sender's snmpEngineID in hex (what snmptrap -e takes)")
+    engine_id: str | None = Field(None, pattern=ENGINE_ID,
+                                  description="the sender's snmpEngineID in hex (what snmptrap -e takes)")
+    engine_ids: tuple[str, ...] = Field((), max_length=4096,
+                                        description="several senders that share this user and keys: their engine ids")
     auth_protocol: Literal["SHA-256", "SHA-384", "SHA-512"] = "SHA-256"
     priv_protocol: Literal["AES-128", "AES-192", "AES-256"] = "AES-128"
     auth_key_credential: str | None = Field(None, pattern=CREDENTIAL_NAME)
@@ -65,9 +70,22 @@ class TrapUser(Frozen):
 
     @model_validator(mode="after")
     def _secrets(self) -> TrapUser:
+        if (self.engine_id is None) == (not self.engine_ids):
+            raise ValueError(f"trap user {self.user}: give engine_id (one sender) or engine_ids (several), not both")
+        for text in self.engine_ids:
+            if not re.fullmatch(ENGINE_ID, text):
+                raise ValueError(f"trap user {self.user}: engine_ids: not an snmpEngineID in hex: {text[:70]!r}")
+        lowered = [e.lower().removeprefix("0x") for e in self.senders]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError(f"trap user {self.user}: an engine id is listed twice")
         one_secret_source(self.auth_key_credential, self.auth_key_file, "auth_key")
         one_secret_source(self.priv_key_credential, self.priv_key_file, "priv_key")
         return self
+
+    @property
+    def senders(self) -> tuple[str, ...]:
+        """The engine ids of every sender this user stands for."""
+        return (self.engine_id,) if self.engine_id is not None else self.engine_ids
 
 
 class SnmpSources(Frozen):

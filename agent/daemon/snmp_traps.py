@@ -105,8 +105,8 @@ def snmp_trap_sources(app: App) -> list[Source]:
     users = [TrapUser(user=u.user, auth_protocol=u.auth_protocol, priv_protocol=u.priv_protocol,
                       auth_key=secret(f"trap user {u.user}", u.auth_key_credential, u.auth_key_file),
                       priv_key=secret(f"trap user {u.user}", u.priv_key_credential, u.priv_key_file),
-                      engine_id=u.engine_id)
-             for u in snmp.trap_users]
+                      engine_id=engine_id)
+             for u in snmp.trap_users for engine_id in u.senders]
     if not communities and not users:
         log.warning("[sources] snmp_traps is set but [sources.snmp] has no trap_communities or trap_users: "
                     "every notification will be dropped")

@@ -75,11 +75,11 @@ def v2c(kind: str, port: int, community: str, trap_oid: str, *varbinds: str) -> 
     return [tool, "-v2c", "-c", community, *extra, f"udp:127.0.0.1:{port}", "4200", trap_oid, *varbinds]
 
 
-def v3(kind: str, port: int, trap_oid: str, *, auth_key: str = USER.auth_key) -> list[str]:
+def v3(kind: str, port: int, trap_oid: str, *, auth_key: str = USER.auth_key, engine_id: str = ENGINE_ID) -> list[str]:
     creds = ["-u", USER.user, "-l", "authPriv", "-a", "SHA-256", "-A", auth_key, "-x", "AES", "-X", USER.priv_key]
     if kind == "inform":  # the receiver is authoritative: snmpinform discovers its engine id
         return [SNMPINFORM, "-v3", *creds, "-t", "2", "-r", "0", f"udp:127.0.0.1:{port}", "", trap_oid]
-    return [SNMPTRAP, "-v3", "-e", ENGINE_ID, *creds, f"udp:127.0.0.1:{port}", "", trap_oid]
+    return [SNMPTRAP, "-v3", "-e", engine_id, *creds, f"udp:127.0.0.1:{port}", "", trap_oid]
 
 
 def link(kind: str, port: int, oid: str, index: int) -> list[str]:
@@ -284,6 +284,50 @@ def test_trap_sources_are_built_from_the_config_with_named_credentials(tmp_path:
     asyncio.run(scenario())
     assert [ev.attrs["snmp_trap"] for ev in events if ev.attrs] == ["coldStart", "warmStart"]
     app.store.close()
+
+
+def test_one_v3_user_block_serves_several_senders_by_their_engine_ids(tmp_path: Path, clock: Any) -> None:
+    """engine_ids: many devices configured with the same USM user and keys; an unlisted engine id is refused."""
+    _need_net_snmp_tools()
+    other = "0x80001f8880aabbccdd0203"
+    app = _app(tmp_path, clock, {
+        "snmp_traps": ["127.0.0.1:0"],
+        "snmp": {"trap_users": [{"user": USER.user, "engine_ids": [ENGINE_ID, other],
+                                 "auth_key_credential": "trap-auth", "priv_key_credential": "trap-priv"}]},
+    }, [])
+    creds = tmp_path / "credentials"
+    _write_secret(creds / "trap-auth", USER.auth_key)
+    _write_secret(creds / "trap-priv", USER.priv_key)
+    (source,) = snmp_trap_sources(app)
+    assert isinstance(source, SnmpTrapSource)
+    events: list[Event] = []
+
+    async def scenario() -> None:
+        await source.start(Sink(asyncio.get_running_loop(), events.extend))
+        try:
+            assert source.bound is not None
+            await _run(v3("trap", source.bound[1], COLD_START), _env(tmp_path))
+            await _run(v3("trap", source.bound[1], WARM_START, engine_id=other), _env(tmp_path))
+            await _run(v3("trap", source.bound[1], LINK_DOWN, engine_id="0x80001f8880aabbccdd0999"), _env(tmp_path))
+            await asyncio.sleep(0.05)
+        finally:
+            await source.stop()
+
+    asyncio.run(scenario())
+    assert [ev.attrs["snmp_trap"] for ev in events if ev.attrs] == ["coldStart", "warmStart"]
+    app.store.close()
+
+
+@pytest.mark.parametrize("user", [
+    {"user": "t"},                                                          # neither
+    {"user": "t", "engine_id": "0x8000000001", "engine_ids": ["0x8000000002"]},  # both
+    {"user": "t", "engine_ids": ["0x8000000001", "0X8000000001"]},          # twice
+    {"user": "t", "engine_ids": ["nothex"]},
+])
+def test_a_trap_user_names_its_senders_once(user: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        validate_config({"sources": {"snmp": {"trap_users": [{**user, "auth_key_credential": "a",
+                                                               "priv_key_credential": "p"}]}}})
 
 
 def _snmp_device(name: str, port: int, agent: Snmpd | None = None) -> dict[str, Any]:
