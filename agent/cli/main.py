@@ -24,6 +24,7 @@ from . import (
     replay,
     run,
     runs,
+    store,
     suggestions,
 )
 from .context import Context
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # Every command group, in the order `--help` lists them: one module each, with a register().
 COMMANDS = (config, replay, incidents, run, demo, suggestions, playbooks, runs, devices, collect, guidance, audit,
-            control)
+            control, store)
 
 Handler = Callable[[argparse.Namespace, Context], int]
 

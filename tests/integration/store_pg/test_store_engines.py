@@ -40,7 +40,7 @@ def test_the_demo_gives_the_same_incidents_on_both_engines(store_url: str, tmp_p
         store.close()
 
 
-def _append_forever(url: str, name: str, ready: "mp.synchronize.Event") -> None:
+def _append_forever(url: str, name: str, ready: mp.synchronize.Event) -> None:
     store = open_store(url, migrate=False)
     audit = AuditLog(store, system_clock)
     ready.set()
