@@ -333,7 +333,13 @@ class FollowedFile:
             self._stop.set()
             return None
         log.info("following %s as %s", self.path, fmt)
-        return make(self.name if fmt != "eve" else f"eve:{self.path.name}", self.clock, self.skips)
+        decoder = make(self.name if fmt != "eve" else f"eve:{self.path.name}", self.clock, self.skips)
+        prime = getattr(decoder, "prime", None)
+        if prime is not None and self._fh is not None:
+            # A format whose rows depend on header lines at the top (Zeek TSV's #fields) must read
+            # them even when following starts mid-file (resumed offset, or a file found non-empty).
+            prime(os.pread(self._fh.fileno(), SNIFF_BYTES, 0))
+        return decoder
 
 
 def _sniff_lines(lines: list[bytes]) -> str:

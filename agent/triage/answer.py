@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..models import Disposition, RecommendedAction, Severity
-from .attack_ids import TECHNIQUE_ID, is_known, normalise
+from .attack_ids import normalise, problem
 
 MAX_ACTIONS = 16
 MAX_PARAMETERS = 32
@@ -126,9 +126,10 @@ def parse_answer(text: str, known_refs: Set[str]) -> Answer:
         raise MalformedAnswer(invalid[:MAX_PROBLEMS]) from None
     problems: list[str] = []
     techniques = tuple(dict.fromkeys(normalise(t) for t in parsed.techniques))
-    unknown = [t for t in techniques if not (TECHNIQUE_ID.fullmatch(t) and is_known(t))]
-    if unknown:
-        problems.append(f"unknown ATT&CK technique ids: {', '.join(_fit(t, 40) for t in unknown[:10])}")
+    # The words say why (revoked: use which instead), so the repair prompt can fix the answer.
+    refused = [why for t in techniques if (why := problem(t)) is not None]
+    if refused:
+        problems.append(f"unknown ATT&CK technique ids: {'; '.join(_fit(why, 90) for why in refused[:10])}")
     refs = tuple(dict.fromkeys(parsed.evidence_refs))
     missing = [r for r in refs if r not in known_refs]
     if missing:
