@@ -1,6 +1,7 @@
 """Throughput and peak memory of the pcap and syslog paths, with tshark and fail2ban-regex as references.
 
 Usage: python benchmarks/bench_pipeline.py [--packets N] [--lines N] [--quick] [--runs N] [--data DIR]
+                                          [--only syslog.parse,syslog.e2e]
 
 Every measurement runs in a fresh subprocess (this script re-invoked with --worker), so that one
 stage's memory cannot inflate another's peak RSS. The worker times only the work itself (imports and
@@ -324,7 +325,7 @@ def measure_fail2ban(path: Path, lines: int, input_desc: str, runs: int) -> Resu
 # --------------------------------------------------------------------------- inputs
 
 def _generator_digest() -> str:
-    from watchstander.agent import demo_data
+    from watchstander.agent.demo import data as demo_data
 
     return hashlib.sha256(Path(demo_data.__file__).read_bytes()).hexdigest()[:16]
 
@@ -496,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                              "unless --packets/--lines are given")
     parser.add_argument("--runs", type=int, help="runs per measurement, best kept (default 3, 1 with --quick)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="cache folder for generated inputs")
+    parser.add_argument("--only", help="comma-separated measurements to run (e.g. syslog.parse,syslog.e2e); "
+                             "the report then shows those rows alone")
     parser.add_argument("--worker", nargs=2, metavar=("STAGE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -538,6 +541,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     by: dict[str, Result] = {}
     say("\nmeasuring")
+    if args.only:
+        wanted = set(args.only.split(","))
+        for key, fn in plan:
+            if key in wanted:
+                by[key] = res = fn()
+                say(f"  {key:16} {res.skipped or f'{res.rate:,.0f} records/s'}"
+                    + (f"  target {res.target:,}/s: {res.verdict}" if res.target else ""))
+        return 0
     for key, fn in plan:
         t0 = time.perf_counter()
         by[key] = res = fn()

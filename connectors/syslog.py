@@ -19,7 +19,8 @@ from typing import BinaryIO
 from .errors import open_source
 from .events import LOG, RAW_EXCERPT_MAX, Event, ReceiptTime, excerpt
 from .skips import SkipCounter
-from .syslog_messages import _APP_PREFIXES, normalize
+from .syslog_messages import _APP_PREFIXES, SyslogNeeds, normalize_fields
+from .syslog_messages import normalize as normalize_record
 from .syslog_record import SyslogRecord
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,55 @@ _ISO = re.compile(
 # tag[pid]: msg  — tags may carry parentheses (sshd(pam_unix)) or slashes (postfix/smtpd).
 _RFC5424_START = re.compile(r"<\d{1,3}>1 ", re.ASCII)
 _TAG = re.compile(r"(?P<app>[\w./()@-]{1,64}?)(?:\[(?P<pid>\d{1,10})\])?: ?(?P<msg>.*)", re.DOTALL)
+_PRI = r"(?:\d\d?|1[0-8]\d|19[01]|0\d\d)"  # 0..191 in one to three digits, as _pri accepts
 # The shape of nearly every line in a Linux log file or RFC 3164 datagram, matched in one go:
-# <PRI> (optional), "Mmm dd HH:MM" (the cache key of the minute), seconds, host, tag, pid, message.
+# <PRI> (optional), "Mmm dd HH:MM:SS" (the cache key of the second), host, tag, pid, message.
 # A "host" that ends in ':' is really the tag of a line without a hostname; those take the general path.
 _FAST = re.compile(
-    r"(?:<(\d{1,3})>)?([A-Z][a-z]{2} [ 0-3]\d [0-2]\d:[0-5]\d):(\d\d) (\S+) ([^\s\[:]{1,64})(?:\[(\d{1,10})\])?: ?(.*)",
+    r"(?:<" + _PRI + r">)?([A-Z][a-z]{2} [ 0-3]\d [0-2]\d:[0-5]\d:\d\d) (\S+) ([^\s\[:]{1,64})(?:\[\d{1,10}\])?: ?(.*)",
+    re.DOTALL | re.ASCII,
+)
+# RFC 5424 as nearly every sender writes it (rsyslog, syslog-ng, journald forwarders): a "Z" or
+# offset timestamp with no, 3 or 6 fraction digits, and no structured data. The general path takes
+# the rest, and any line here whose time does not check out (an impossible date, implausible).
+_FAST5424 = re.compile(
+    r"<" + _PRI + r">1 (\d{4}-\d\d-\d\dT\d\d:\d\d:[0-5]\d)(?:\.(\d{6}|\d{3}))?(Z|[+-]\d\d:\d\d) "
+    r"(\S+) (\S+) \S+ \S+ - ?(.*)",
     re.DOTALL | re.ASCII,
 )
 CHECK_DAY_EVERY = 65536
+KNOWN_MINUTES = 8
+# Stands for a line prefilter() found unneeded: no text decoded from bytes holds a lone surrogate.
+UNNEEDED_MARK = "\udfff"
+_MARKED = "\n" + UNNEEDED_MARK
+
+
+def _unneeded_pattern(needs: SyslogNeeds, minutes: list[tuple[str, str]], bounded: bool) -> re.Pattern[str] | None:
+    """One regex for the lines of a batch that text_events would count unneeded, or None.
+
+    A line matches only if it has the fast RFC 5424 shape with a time in one of `minutes`, could
+    not normalize into a typed event (might_matter), and `needs` does not want it; `bounded`, also
+    only if it is at most MAX_LINE long (else the caller knows no line is longer). Anything in
+    doubt does not match, and takes the per-line path.
+    """
+    if needs.every or not minutes or "" in needs.apps or "" in needs.keywords:
+        return None
+    if any(c in word for word in needs.keywords for c in "\ufeff\r\x00\n"):
+        return None
+    stamps = "|".join(re.escape(minute) + r":[0-5]\d(?:\.(?:\d{6}|\d{3}))?" + re.escape(zone)
+                      for minute, zone in minutes)
+    apps = "(?!(?:" + "|".join(re.escape(a) for a in sorted(needs.apps)) + ") )" if needs.apps else ""
+    words = r"(?![^\n]*(?:" + "|".join(re.escape(w) for w in needs.keywords) + "))" if needs.keywords else ""
+    # Fields bounded so that a match is at most MAX_LINE long without a second scan (bounded
+    # repeats cost more than \S+, hence the two forms).
+    token, message = (r"\S{1,255}", rf"[^\n]{{0,{MAX_LINE - 1100}}}(?![^\n])") if bounded else (r"\S+", r"[^\n]*")
+    # Each line is matched from the LF before it (the literal prefix lets the engine skip to line
+    # starts). Possessive " ?+": the message starts where _FAST5424's greedy " ?" ends it.
+    return re.compile(
+        rf"\n<{_PRI}>1 (?:{stamps}) {token} (?!sshd|klog|vsft|dnsm)(?!\S*pam_unix){apps}{token} "
+        rf"{token} {token} - ?+(?!\ufeff?pam_unix\(){words}{message}",
+        re.ASCII,
+    )
 
 
 class SyslogParser:
@@ -67,6 +109,7 @@ class SyslogParser:
         self._now = now
         self._minute_cache: dict[tuple[int, int, str, int | None], float] = {}
         self.prefix_minutes: dict[str, float] = {}
+        self.second_times: dict[str, float] = {}  # "Mmm dd HH:MM:SS" -> epoch, for the hot loop
         self._ref_date = now().date()
 
     def minute(self, prefix: str) -> float:
@@ -85,6 +128,7 @@ class SyslogParser:
         if today != self._ref_date:
             self._ref_date = today
             self.prefix_minutes.clear()  # in place: the hot loop holds a reference
+            self.second_times.clear()
             self._minute_cache = {k: v for k, v in self._minute_cache.items() if k[3] is not None}
 
     def parse(self, line: str) -> SyslogRecord:
@@ -162,6 +206,7 @@ class SyslogParser:
             # Cached year-less minutes were inferred against another day; a new year may have begun.
             self._ref_date = today
             self.prefix_minutes.clear()  # in place: the hot loop holds a reference
+            self.second_times.clear()
             self._minute_cache = {k: v for k, v in self._minute_cache.items() if k[3] is not None}
         latest = today + timedelta(days=1)
         for year in range(latest.year, latest.year - 8, -1):  # Feb 29 recurs within 8 years
@@ -202,26 +247,88 @@ def decode_line(raw: bytes) -> str:
 
 
 class SyslogSource:
-    """Turns syslog lines into Events: normalized where a message is understood, `log` otherwise."""
+    """Turns syslog lines into Events: normalized where a message is understood, `log` otherwise.
 
-    def __init__(self, source: str, now: Callable[[], datetime], skips: SkipCounter | None = None) -> None:
+    With `needs`, an ordinary line (one that normalizes into no typed event) that `needs` does not
+    want is parsed and counted in `unneeded`, and no Event is built for it; None builds every line.
+    """
+
+    def __init__(self, source: str, now: Callable[[], datetime], skips: SkipCounter | None = None,
+                 needs: SyslogNeeds | None = None) -> None:
         self.source = source
         self.parser = SyslogParser(now)
         self.skips = skips or SkipCounter(log, source)
         self.receipt = ReceiptTime(now)
+        self.needs = needs
+        self.unneeded = 0  # lines parsed that no consumer needs (no Event built)
+        self._iso_seconds: dict[str, int] = {}
+        # ISO minutes (and zones) seen whose every second is a plausible time: what prefilter() matches.
+        self._minutes: dict[tuple[str, str], None] = {}
+        self._unneeded_line: re.Pattern[str] | None = None
+        self._unneeded_long: re.Pattern[str] | None = None  # the same, checking each line's length
 
     def events(self, lines: Iterable[bytes], first_line: int = 1) -> Iterator[Event]:
         """Yield Events for raw lines (newline-stripped or not); bad lines are counted, not raised."""
         return self.text_events((decode_line(raw[: MAX_LINE + 1]) for raw in lines), first_line)
 
+    def _iso_second(self, second: str, zone: str) -> int | None:
+        """Epoch of an ISO "YYYY-MM-DDTHH:MM:SS" second in `zone` (cached); None if it is no time."""
+        key = second + zone
+        base = self._iso_seconds.get(key)
+        if base is None:
+            try:
+                base = int(_iso_time(second + zone))
+            except (ValueError, OverflowError):
+                return None  # the general path reports it
+            if len(self._iso_seconds) > 100_000:
+                self._iso_seconds.clear()
+            self._iso_seconds[key] = base
+            self._learn_minute(second[:16], zone)
+        return base
+
+    def _learn_minute(self, minute: str, zone: str) -> None:
+        """Remember a minute whose every second is a valid, plausible time (the last few only)."""
+        if (minute, zone) in self._minutes or self.needs is None or self.needs.every:
+            return
+        try:
+            start = int(_iso_time(minute + ":00" + zone))
+        except (ValueError, OverflowError):
+            return
+        if not (self.receipt.plausible(start) and self.receipt.plausible(start + 60)):
+            return
+        self._minutes[(minute, zone)] = None
+        while len(self._minutes) > KNOWN_MINUTES:
+            del self._minutes[next(iter(self._minutes))]
+        self._unneeded_line = _unneeded_pattern(self.needs, list(self._minutes), bounded=False)
+        self._unneeded_long = _unneeded_pattern(self.needs, list(self._minutes), bounded=True)
+
+    def prefilter(self, text: str, longest: int | None = None) -> str:
+        """`text` (lines joined by LF) with each line `text_events` would count unneeded replaced by
+        UNNEEDED_MARK, in one regex pass; they are counted here. Line numbers are kept.
+
+        `longest` bounds the length of every line (the longest datagram or frame in bytes, say);
+        without it, or above MAX_LINE, the regex checks each line's length itself."""
+        pattern = self._unneeded_line if longest is not None and longest <= MAX_LINE else self._unneeded_long
+        if pattern is None:
+            return text
+        out, count = pattern.subn(_MARKED, "\n" + text)
+        self.unneeded += count
+        return out[1:]
+
     def text_events(self, lines: Iterable[str], first_line: int = 1) -> Iterator[Event]:
         """Yield Events for decoded lines; the hot loop of every syslog source."""
         parser = self.parser
-        parse, minute, fast = parser.parse, parser.minute, _FAST.match
-        minutes = parser.prefix_minutes
+        parse, minute, fast, fast5424 = parser.parse, parser.minute, _FAST.match, _FAST5424.match
+        minutes, seconds, iso_seconds, iso_second = (parser.prefix_minutes, parser.second_times, self._iso_seconds,
+                                                     self._iso_second)
+        plausible = self.receipt.plausible
         source = self.source
         skips = self.skips
-        event, log_kind, limit, apps = Event, LOG, RAW_EXCERPT_MAX, _APP_PREFIXES
+        event, log_kind, limit, apps, normalize = Event, LOG, RAW_EXCERPT_MAX, _APP_PREFIXES, normalize_fields
+        needs = self.needs
+        gate = needs is not None and not needs.every
+        need_apps = needs.apps if needs is not None else frozenset()
+        need_words = needs.keywords if needs is not None else ()
         n = first_line - 1
         for line in lines:
             n += 1
@@ -230,31 +337,79 @@ class SyslogSource:
                 line = line[:MAX_LINE]
             if n & (CHECK_DAY_EVERY - 1) == 0:
                 parser.check_day()
+            if line == UNNEEDED_MARK:
+                continue  # counted by prefilter()
             line = line.rstrip("\r\n\x00")
-            m = fast(line)
-            if m is not None:
-                pri, prefix, ss, host, app, pid, msg = m.groups()
-                if host[-1] == ":" or (pri is not None and int(pri) > 191):
-                    m = None  # no hostname, or a PRI out of range: the general path decides
-            if m is not None:
-                try:
-                    base = minutes.get(prefix)
-                    ts = (minute(prefix) if base is None else base) + int(ss)
-                except (ValueError, OverflowError) as exc:
-                    skips.skip("unparseable syslog line", f"line {n}: {exc}: {line[:80]}")
-                    continue
-                if ss > "60":
-                    skips.skip("unparseable syslog line", f"line {n}: bad seconds: {line[:80]}")
-                    continue
-                ref = f"{source}:{n}"
-                if app[:4] in apps or "pam_unix" in app or msg.startswith("pam_unix("):  # might_matter
-                    ev = normalize(SyslogRecord(ts, host, app, pid, msg), source, ref)
-                    if ev is not None:
-                        yield ev
+            # The two fast shapes below hold nearly every line; each builds exactly the Event the
+            # general path at the end would (tests/unit/connectors/test_syslog_fast_path.py).
+            m5 = fast5424(line) if line[:1] == "<" else None
+            if m5 is not None:
+                second, frac, zone, host, app, msg = m5.groups()
+                base = iso_seconds.get(second + zone)
+                if base is None:
+                    base = iso_second(second, zone)
+                if base is not None:
+                    # Exactly what datetime.timestamp() computes: whole microseconds over 10**6.
+                    if frac is None:
+                        ts = float(base)
+                    elif len(frac) == 6:
+                        ts = (base * 1_000_000 + int(frac)) / 1_000_000
+                    else:
+                        ts = (base * 1_000_000 + int(frac) * 1000) / 1_000_000
+                    if plausible(ts):
+                        if msg[:1] == "\ufeff":
+                            msg = msg[1:]
+                        if app == "-":
+                            app = ""
+                        ref = ""
+                        if app[:4] in apps or "pam_unix" in app or msg.startswith("pam_unix("):  # might_matter
+                            ev = normalize(ts, None if host == "-" else host, app, msg, source,
+                                           ref := f"{source}:{n}")
+                            if ev is not None:
+                                yield ev
+                                continue
+                        if gate and app not in need_apps and not (need_words and any(k in msg for k in need_words)):
+                            self.unneeded += 1
+                            continue
+                        yield event(ts, source, log_kind, None, None, None, None, None, 0,
+                                    None if host == "-" else host, None, None, {"app": app} if app else None,
+                                    msg if len(msg) <= limit else excerpt(msg), ref or f"{source}:{n}")
                         continue
-                yield event(ts, source, log_kind, None, None, None, None, None, 0, host, None, None,
-                            {"app": app}, msg if len(msg) <= limit else excerpt(msg), ref)
-                continue
+                # An impossible date or an implausible time: the general path repairs or reports it.
+            else:
+                m = fast(line)
+                if m is not None:
+                    stamp, host, app, msg = m.groups()
+                    if host[-1] != ":":  # else no hostname: the general path decides
+                        cached = seconds.get(stamp)
+                        if cached is not None:
+                            ts = cached
+                        else:
+                            prefix, ss = stamp[:12], stamp[13:]
+                            try:
+                                start = minutes.get(prefix)
+                                ts = (minute(prefix) if start is None else start) + int(ss)
+                            except (ValueError, OverflowError) as exc:
+                                skips.skip("unparseable syslog line", f"line {n}: {exc}: {line[:80]}")
+                                continue
+                            if ss > "60":
+                                skips.skip("unparseable syslog line", f"line {n}: bad seconds: {line[:80]}")
+                                continue
+                            if len(seconds) > 100_000:
+                                seconds.clear()
+                            seconds[stamp] = ts
+                        ref = ""
+                        if app[:4] in apps or "pam_unix" in app or msg.startswith("pam_unix("):  # might_matter
+                            ev = normalize(ts, host, app, msg, source, ref := f"{source}:{n}")
+                            if ev is not None:
+                                yield ev
+                                continue
+                        if gate and app not in need_apps and not (need_words and any(k in msg for k in need_words)):
+                            self.unneeded += 1
+                            continue
+                        yield event(ts, source, log_kind, None, None, None, None, None, 0, host, None, None,
+                                    {"app": app}, msg if len(msg) <= limit else excerpt(msg), ref or f"{source}:{n}")
+                        continue
             if not line.strip():
                 continue
             try:
@@ -268,8 +423,11 @@ class SyslogSource:
                 skips.repair("timestamp out of range, set to receipt time", f"line {n}: {line[:80]}")
                 rec.time = self.receipt.now()
             ref = f"{source}:{n}"
-            ev = normalize(rec, source, ref)
+            ev = normalize_record(rec, source, ref)
             if ev is None:
+                if gate and not needs.wants(rec.app, rec.msg):  # type: ignore[union-attr]
+                    self.unneeded += 1
+                    continue
                 ev = Event(rec.time, source, LOG, host=rec.host, raw=excerpt(rec.msg), ref=ref,
                            attrs={"app": rec.app} if rec.app else None)
             yield ev
@@ -378,42 +536,48 @@ class StreamFramer:
         return [rest] if rest and not self._discarding else []
 
     def _octets(self, data: bytes) -> list[bytes]:
+        # Frames are sliced out of immutable bytes (one copy each); only an unfinished tail is held.
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
         out: list[bytes] = []
-        pos, end, need = 0, len(buf), self._need
+        append, find, digits = out.append, data.find, self._digits
+        pos, end, need = 0, len(data), self._need
         while True:
             if need < 0:
-                while pos < end and buf[pos] in (10, 13):  # a stray LF between frames (some senders)
+                while pos < end and data[pos] in (10, 13):  # a stray LF between frames (some senders)
                     pos += 1
-                sp = buf.find(b" ", pos, pos + self._digits + 1)
+                sp = find(b" ", pos, pos + digits + 1)
                 if sp < 0:
-                    head = bytes(buf[pos : pos + self._digits + 1])
-                    if len(head) > self._digits or (head and not head.isdigit()):
-                        return self._not_a_length(head, out, pos)
+                    head = data[pos : pos + digits + 1]
+                    if len(head) > digits or (head and not head.isdigit()):
+                        return self._not_a_length(head, out, pos, data)
                     break
-                head = bytes(buf[pos:sp])
+                head = data[pos:sp]
                 if not head.isdigit() or head[:1] == b"0":
-                    return self._not_a_length(head, out, pos)
+                    return self._not_a_length(head, out, pos, data)
                 need = int(head)
                 if need > self.max_message:
                     return self._fail(f"octet count {need} exceeds max_message {self.max_message}", out)
                 pos = sp + 1
             if end - pos < need:
                 break
-            out.append(bytes(buf[pos : pos + need]))
+            append(data[pos : pos + need])
             pos += need
             need = -1
-        del buf[:pos]
+        if pos < end:
+            buf += memoryview(data)[pos:]
         self._need = need
         self._frames += len(out)
         return out
 
-    def _not_a_length(self, head: bytes, out: list[bytes], pos: int) -> list[bytes]:
+    def _not_a_length(self, head: bytes, out: list[bytes], pos: int, data: bytes) -> list[bytes]:
         # The very first frame may be a plain line that starts with a digit (an ISO timestamp).
         if not self.octet_only and not out and pos == 0 and self._frames == 0:
             self.octet = False
-            data, self._buf = bytes(self._buf), bytearray()
+            self._buf.clear()
             return self._lines(data)
         return self._fail(f"bad octet count {head[:16]!r}", out)
 

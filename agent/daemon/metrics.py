@@ -45,6 +45,7 @@ WELL_KNOWN: dict[str, tuple[str, str]] = {
     "skipped": ("source_skipped", "Messages a source could not decode and skipped"),
     "dropped": ("source_dropped", "Messages a source dropped (overload, caps, overlong frames)"),
     "kernel_drops": ("source_kernel_drops", "Datagrams or packets the kernel dropped before the source read them"),
+    "unneeded": ("source_unneeded", "Syslog lines parsed that no detector needs (counted, no Event built)"),
 }
 
 

@@ -4,7 +4,8 @@ Each notification becomes one `log` Event with `attrs["snmp_trap"]` naming it (c
 warmStart, linkDown, linkUp, authenticationFailure, or "other" with the trap OID); a v1/v2c
 datagram with a community that is not configured becomes a "badCommunity" event from its sender
 (someone guessing communities). Counters: the receiver's (datagrams, notifications, malformed,
-bad_community, unprocessed, v3_unprocessed, errors) and this source's `events`.
+bad_community, unprocessed, v3_unprocessed, errors), this source's `events`, and `kernel_drops`
+(datagrams the kernel dropped with the receive buffer full, from /proc/net/udp, read every second).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from watchstander.connectors.snmp_traps import Notification, TrapReceiver, TrapU
 
 from ..clock import Clock
 from .sources import Sink, Source, split_host_port
+from .udp_drops import proc_udp_drops_at
 
 if TYPE_CHECKING:  # the App pulls in the whole application: for types only
     from ..app.wiring import App
 
 log = logging.getLogger(__name__)
+
+DROPS_POLL_S = 1.0
 
 
 class SnmpTrapSource:
@@ -41,6 +45,7 @@ class SnmpTrapSource:
         self.counters: Counter[str] = self.receiver.counters
         self._sink: Sink | None = None
         self._n = 0
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def bound(self) -> tuple[str, int] | None:
@@ -51,11 +56,27 @@ class SnmpTrapSource:
         """Bind the socket and start receiving."""
         self._sink = sink
         await self.receiver.start()
+        self._timer = sink.loop.call_later(DROPS_POLL_S, self._poll_drops, sink.loop)
 
     async def stop(self) -> None:
         """Close the socket."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.refresh_drops()
         self.receiver.close()
         await asyncio.sleep(0)  # let the transport finish closing on this loop
+
+    def refresh_drops(self) -> None:
+        """Read the kernel's drop count for the receiver's socket now (also done every second)."""
+        if self.bound is not None:
+            drops = proc_udp_drops_at(*self.bound[:2])
+            if drops is not None and drops > self.counters["kernel_drops"]:
+                self.counters["kernel_drops"] = drops
+
+    def _poll_drops(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.refresh_drops()
+        self._timer = loop.call_later(DROPS_POLL_S, self._poll_drops, loop)
 
     def describe(self) -> str:
         """Where it listens."""

@@ -28,10 +28,13 @@ from watchstander.connectors.barrier import guarded
 from watchstander.connectors.events import Event
 from watchstander.connectors.skips import SkipCounter
 from watchstander.connectors.syslog import TRUNCATED, FramingError, StreamFramer, SyslogSource, decode_line
+from watchstander.connectors.syslog_messages import SyslogNeeds
 
 from ..clock import Clock
 from ..config.syslog_intake import TcpIntake, TlsIntake
+from ..detection.pipeline import registered_syslog_needs
 from .sources import split_host_port
+from .udp_drops import proc_udp_drops
 
 if TYPE_CHECKING:  # the wiring imports the whole agent; a listener alone starts without it
     from ..app.wiring import App
@@ -72,14 +75,17 @@ class LogLimiter:
         self._log.log(level, msg + suffix, *args)
 
 
-def decode_batch(raws: list[bytes], may_hold_lf: bool = True) -> list[str]:
-    """Decode a batch of messages (UTF-8) in one call; one by one only if it holds LFs or invalid UTF-8."""
+def decode_batch(raws: list[bytes], prefilter: Callable[[str, int], str] | None = None) -> list[str]:
+    """Decode a batch of messages (UTF-8) in one call, one line each; one by one if one holds an LF or
+    invalid UTF-8. With `prefilter`, the joined text passes through it (SyslogSource.prefilter)."""
+    blob = b"\n".join(raws)
+    if blob.count(b"\n") != len(raws) - 1:  # a message holding an LF stays one line
+        return [decode_line(r) for r in raws]
     try:
-        if may_hold_lf and any(b"\n" in r for r in raws):
-            return [r.decode("utf-8") for r in raws]
-        return b"\n".join(raws).decode("utf-8").split("\n")
+        text = blob.decode("utf-8")
     except UnicodeDecodeError:
         return [decode_line(r) for r in raws]
+    return (text if prefilter is None else prefilter(text, max(map(len, raws)))).split("\n")
 
 
 def _skipped(skips: SkipCounter) -> int:
@@ -92,34 +98,19 @@ def guarded_text_events(decoder: SyslogSource, lines: list[str], first_line: int
     return guarded(decoder.text_events, decoder.skips, lines, first_line, decoder.source)
 
 
-def _proc_udp_drops(inode: int) -> int | None:
-    """The kernel's drop count for the UDP socket with this inode (/proc/net/udp, udp6)."""
-    want = str(inode)
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(table, encoding="ascii") as fh:
-                next(fh, None)
-                for row in fh:
-                    cols = row.split()
-                    if len(cols) >= 13 and cols[9] == want:
-                        return int(cols[12])
-        except OSError:
-            continue
-    return None
-
-
 class SyslogUdp:
     """Syslog datagrams on one HOST:PORT.
 
     Counters: datagrams, messages (lines handed to the decoder), overlong (datagrams cut at
-    max_message), kernel_drops (dropped by the kernel, receive buffer full), skipped (decoder).
+    max_message), kernel_drops (dropped by the kernel, receive buffer full), skipped (decoder),
+    unneeded (parsed, but needed by no detector: counted, no Event built; see `needs`).
     """
 
     def __init__(self, hostport: str, clock: Clock, max_message: int = 64 * 1024,
-                 rcvbuf: int = 8 * 1024 * 1024) -> None:
+                 rcvbuf: int = 8 * 1024 * 1024, needs: SyslogNeeds | None = None) -> None:
         self.name = f"syslog-udp:{hostport}"
         self.hostport = hostport
-        self.decoder = SyslogSource(self.name, clock)
+        self.decoder = SyslogSource(self.name, clock, needs=needs)
         self.max_message = max_message
         self.rcvbuf_wanted = rcvbuf
         self.rcvbuf: int | None = None  # what the kernel granted (getsockopt, its doubled accounting)
@@ -129,6 +120,7 @@ class SyslogUdp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sink: Sink | None = None
         self._buf = bytearray(max_message + 1)
+        self._lines = 0  # lines fed so far: the line numbers (event refs) run on across batches
         self._ovfl = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -182,7 +174,7 @@ class SyslogUdp:
     def refresh_drops(self) -> None:
         """Read the kernel's drop count for this socket now (also done every second)."""
         if self._sock is not None:
-            drops = _proc_udp_drops(os.fstat(self._sock.fileno()).st_ino)
+            drops = proc_udp_drops(os.fstat(self._sock.fileno()).st_ino)
             if drops is not None and drops > self.counters["kernel_drops"]:
                 self.counters["kernel_drops"] = drops
 
@@ -195,15 +187,12 @@ class SyslogUdp:
         sock, sink = self._sock, self._sink
         if sock is None or sink is None:
             return
-        buf = self._buf
-        view = memoryview(buf)
         limit = self.max_message
-        lines: list[bytes] = []
-        append, extend = lines.append, lines.extend
-        overlong = 0
-        count = 0
+        raws: list[bytes] = []
+        append = raws.append
         if self._ovfl:
             # The first datagram of a wakeup carries the kernel's cumulative drop count.
+            buf = self._buf
             try:
                 n, anc, _, _ = sock.recvmsg_into([buf], 64)
             except (BlockingIOError, InterruptedError):
@@ -215,42 +204,48 @@ class SyslogUdp:
                 if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
                     drops = struct.unpack("=I", value[:4])[0]
                     self.counters["kernel_drops"] = max(self.counters["kernel_drops"], drops)
-            count = 1
-            if n > limit:
-                overlong += 1
-                n = limit
-            data = view[:n].tobytes()
-            if b"\n" in data:
-                extend(x for x in data.split(b"\n") if x)
-            else:
-                append(data)
-        recv_into = sock.recv_into
+            append(bytes(buf[:n]))
+        recv, size = sock.recv, limit + 1
         try:
-            while count < UDP_BATCH:
-                n = recv_into(buf)
-                count += 1
-                if n > limit:
-                    overlong += 1
-                    n = limit
-                data = view[:n].tobytes()
-                if b"\n" in data:
-                    extend(x for x in data.split(b"\n") if x)  # several lines in one datagram
-                else:
-                    append(data)
+            # The whole per-datagram cost is this loop: checks and splitting run over the batch below.
+            for _ in range(UDP_BATCH - len(raws)):
+                append(recv(size))
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as exc:
             log.warning("%s: receive failed: %s", self.name, exc)
-        finally:
-            view.release()
+        if raws:
+            self._deliver(raws, sink)
+
+    def _deliver(self, raws: list[bytes], sink: Sink) -> None:
+        """Count a batch of datagrams, cut the overlong ones, split them into lines and feed them."""
         counters = self.counters
-        counters["datagrams"] += count
-        if overlong:
-            counters["overlong"] += overlong
+        counters["datagrams"] += len(raws)
+        limit = self.max_message
+        longest = max(map(len, raws))
+        if longest > limit:
+            overlong = [i for i, raw in enumerate(raws) if len(raw) > limit]
+            for i in overlong:
+                raws[i] = raws[i][:limit]
+            counters["overlong"] += len(overlong)
+        blob = b"\n".join(raws)  # several lines in one datagram are split with the rest
+        bound: int | None = longest  # bytes bound the characters of valid UTF-8, not of \xNN escapes
+        try:
+            text = blob.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "\n".join(decode_line(raw) for raw in raws)
+            bound = None
+        decoder = self.decoder
+        # The lines no detector needs are counted in one regex pass over the batch (each becomes a
+        # mark the decoder passes over): the per-line loop below sees only the others.
+        lines = list(filter(None, decoder.prefilter(text, bound).split("\n")))  # an empty line is no message
         if lines:
             counters["messages"] += len(lines)
-            sink.feed(guarded_text_events(self.decoder, decode_batch(lines, may_hold_lf=False)))
-            counters["skipped"] = _skipped(self.decoder.skips)
+            sink.feed(guarded_text_events(decoder, lines, self._lines + 1))
+            self._lines += len(lines)
+            counters["skipped"] = _skipped(decoder.skips)
+            if decoder.unneeded:
+                counters["unneeded"] = decoder.unneeded
 
 
 class _Census:
@@ -301,7 +296,7 @@ class _Connection(asyncio.Protocol):
         self.listener = listener
         self.peer = peer
         self.framer = StreamFramer(listener.max_message, octet_only=listener.octet_only)
-        self.decoder = SyslogSource(f"{listener.kind}:{peer}", listener.clock, listener.skips)
+        self.decoder = SyslogSource(f"{listener.kind}:{peer}", listener.clock, listener.skips, listener.needs)
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
         self.last = now
@@ -358,9 +353,13 @@ class _Connection(asyncio.Protocol):
         listener = self.listener
         listener.counters["messages"] += len(frames)
         assert listener.sink is not None
-        listener.sink.feed(guarded_text_events(self.decoder, decode_batch(frames), self.lines + 1))
+        before = self.decoder.unneeded
+        lines = decode_batch(frames, self.decoder.prefilter)
+        listener.sink.feed(guarded_text_events(self.decoder, lines, self.lines + 1))
         self.lines += len(frames)
         listener.counters["skipped"] = _skipped(listener.skips)
+        if self.decoder.unneeded != before:
+            listener.counters["unneeded"] += self.decoder.unneeded - before
 
     def close(self) -> None:
         """Close now (abort: nothing more is read); the census forgets it at once."""
@@ -378,16 +377,19 @@ class _StreamListener:
 
     Counters: connections (served), refused_cap, refused_per_source, evicted_idle, idle_closed,
     slow_closed, accept_errors, framing_errors, incomplete_frames, overlong, messages, skipped,
-    and for TLS tls_failed (handshake refused or timed out).
+    unneeded (as for UDP), and for TLS tls_failed (handshake refused or timed out).
     """
 
     kind = "syslog-stream"
     octet_only = False
+    connection_class: type[_Connection] = _Connection
 
-    def __init__(self, hostport: str, clock: Clock, max_message: int, limits: TcpIntake | None = None) -> None:
+    def __init__(self, hostport: str, clock: Clock, max_message: int, limits: TcpIntake | None = None,
+                 needs: SyslogNeeds | None = None) -> None:
         self.name = f"{self.kind}:{hostport}"
         self.hostport = hostport
         self.clock = clock
+        self.needs = needs
         self.max_message = max_message
         self.limits = limits or TcpIntake()
         self.skips = SyslogSource(self.name, clock).skips
@@ -512,7 +514,7 @@ class _StreamListener:
                              self.name, oldest.peer)
         assert self._loop is not None
         sock.setblocking(False)
-        conn = _Connection(self, peer, now)
+        conn = self.connection_class(self, peer, now)
         self._conns.add(conn)
         CENSUS.add(conn)
         conn.task = self._loop.create_task(self._serve(conn, sock))
@@ -571,8 +573,8 @@ class SyslogTls(_StreamListener):
     octet_only = True
 
     def __init__(self, hostport: str, clock: Clock, max_message: int, limits: TcpIntake | None,
-                 tls: TlsIntake) -> None:
-        super().__init__(hostport, clock, max_message, limits)
+                 tls: TlsIntake, needs: SyslogNeeds | None = None) -> None:
+        super().__init__(hostport, clock, max_message, limits, needs)
         self.tls = tls
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -590,16 +592,19 @@ class SyslogTls(_StreamListener):
 def udp_sources(app: App) -> list[Source]:
     """One UDP listener per [sources] syslog_udp entry."""
     src = app.config.sources
-    return [SyslogUdp(hp, app.clock, src.max_message, src.udp.rcvbuf) for hp in src.syslog_udp]
+    needs = registered_syslog_needs()
+    return [SyslogUdp(hp, app.clock, src.max_message, src.udp.rcvbuf, needs) for hp in src.syslog_udp]
 
 
 def tcp_sources(app: App) -> list[Source]:
     """One TCP listener per [sources] syslog_tcp entry."""
     src = app.config.sources
-    return [SyslogTcp(hp, app.clock, src.max_message, src.tcp) for hp in src.syslog_tcp]
+    needs = registered_syslog_needs()
+    return [SyslogTcp(hp, app.clock, src.max_message, src.tcp, needs) for hp in src.syslog_tcp]
 
 
 def tls_sources(app: App) -> list[Source]:
     """One TLS listener per [sources.tls] listen entry."""
     src = app.config.sources
-    return [SyslogTls(hp, app.clock, src.max_message, src.tcp, src.tls) for hp in src.tls.listen]
+    needs = registered_syslog_needs()
+    return [SyslogTls(hp, app.clock, src.max_message, src.tcp, src.tls, needs) for hp in src.tls.listen]

@@ -8,16 +8,28 @@ from collections.abc import Callable, Iterable
 from time import perf_counter
 
 from watchstander.connectors.events import KINDS, Event
+from watchstander.connectors.syslog_messages import SyslogNeeds, union
 
 from ..config.detectors import DetectorsConfig
 from ..models import Finding
-from .detectors.registry import build_detectors
+from .detectors.base import Detector, syslog_needs_of
+from .detectors.registry import DETECTORS, build_detectors
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 PROGRESS_EVERY = 16384
 SAMPLE_EVERY = 64
+
+
+def syslog_needs(classes: Iterable[type[Detector]]) -> SyslogNeeds:
+    """The syslog lines any of these detector classes needs as `log` events."""
+    return union(syslog_needs_of(cls) for cls in classes)
+
+
+def registered_syslog_needs() -> SyslogNeeds:
+    """What every registered detector, enabled or not, needs: a listener's filter stays exact across reloads."""
+    return syslog_needs(DETECTORS.values())
 
 
 class Pipeline:

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
-from watchstander.connectors.events import Event
+from watchstander.connectors.events import LOG, Event
+from watchstander.connectors.syslog_messages import EVERY_LINE, NO_LINE, SyslogNeeds
 
 from ...models import Finding
 
@@ -35,6 +36,11 @@ class Detector:
     # Fed only by live device sources (SNMP traps and polls, SSH collection), never by a file that
     # `replay` reads: its samples are the real Debian tools its tests drive, not captures.
     live_only: ClassVar[bool] = False
+    # Which ordinary syslog lines (those that become `log` events: no sshd/PAM/dnsmasq meaning) this
+    # detector needs; syslog intake builds no Event for a line no detector needs. Read only when
+    # `kinds` holds LOG. None (not declared): every line, unless `live_only` (fed by device
+    # sources, not syslog: no line). Typed events from syslog (AUTH, DNS) are always built.
+    syslog_needs: ClassVar[SyslogNeeds | None] = None
 
     def __init__(self, config: Any, emit: Emit) -> None:
         self.config = config
@@ -57,6 +63,15 @@ class Detector:
         f.add_evidence(ev.ref)
         self.emit(f)
         return f
+
+
+def syslog_needs_of(cls: type[Detector]) -> SyslogNeeds:
+    """The syslog lines a detector class needs, its declaration resolved (see `Detector.syslog_needs`)."""
+    if LOG not in cls.kinds:
+        return NO_LINE
+    if cls.syslog_needs is not None:
+        return cls.syslog_needs
+    return NO_LINE if cls.live_only else EVERY_LINE
 
 
 class WindowTable(Generic[S]):
