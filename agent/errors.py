@@ -6,6 +6,14 @@
     ├── InputError         a file given on the command line cannot be used (exit 4)
     ├── NotFoundError      a requested record does not exist (exit 5)
     ├── ReviewError        the review queue's typed refusals (policy/errors.py, exits 5-11)
+    ├── IncidentError      the incident lifecycle's typed refusals; `.reason` is a stable code
+    │   ├── IncidentNotFound          no incident with that id ("not_found")             (exit 5)
+    │   ├── IncidentTransitionError   its status does not allow that ("already_closed",
+    │   │                             "already_acknowledged", "not_closed")            (exit 6)
+    │   ├── IncidentInputError        a disposition or text that cannot be kept
+    │   │                             ("bad_disposition", "empty_text", "text_too_long",
+    │   │                             "bad_text", "bad_assignee")                       (exit 4)
+    │   └── IncidentConcurrentUpdate  another change won a race; try again ("concurrent_update") (exit 11)
     └── ControlError       the control socket could not be used (control/errors.py, exits 1, 4, 69, 77)
 
 Each status means one thing across the whole command line; a room's errors take their status
@@ -80,3 +88,44 @@ class NotFoundError(WatchstanderError):
     """A requested record does not exist."""
 
     exit_status = EXIT_NOT_FOUND
+
+
+class IncidentError(WatchstanderError):
+    """Base of the incident lifecycle's refusals; `reason` is a stable machine code, `incident_id` the record."""
+
+    default_reason = "incident_error"
+
+    def __init__(self, message: str, incident_id: int | None = None, reason: str | None = None,
+                 state: str | None = None) -> None:
+        super().__init__(message)
+        self.incident_id = incident_id
+        self.reason = reason or self.default_reason
+        self.state = state
+
+
+class IncidentNotFound(IncidentError, NotFoundError):
+    """No incident with that id exists."""
+
+    exit_status = EXIT_NOT_FOUND
+    default_reason = "not_found"
+
+
+class IncidentTransitionError(IncidentError):
+    """The incident's status does not allow the requested change (e.g. closing a closed incident)."""
+
+    exit_status = Exit.ILLEGAL_TRANSITION
+    default_reason = "illegal_transition"
+
+
+class IncidentInputError(IncidentError):
+    """A disposition, assignee or text that cannot be kept (unknown, empty, too long, control characters)."""
+
+    exit_status = EXIT_INPUT
+    default_reason = "bad_input"
+
+
+class IncidentConcurrentUpdate(IncidentError):
+    """Another change moved the incident between reading and writing it; try again."""
+
+    exit_status = Exit.CONCURRENT_UPDATE
+    default_reason = "concurrent_update"

@@ -6,14 +6,13 @@ from collections.abc import Sequence
 
 from ..detection.correlator import Correlator, refresh_summary
 from ..models import Finding, Incident
-from ..store.incidents import IncidentStore
 from ..triage.site import asset_context
 from .wiring import App
 
 
 def decide(app: App, findings: Sequence[Finding], actor: str) -> list[Incident]:
     """Correlate findings into incidents, triage each touched one, guard its actions and queue suggestions."""
-    repo = IncidentStore(app.store, app.clock)
+    repo = app.incident_store()
     analyst = app.analyst()
     touched: list[int] = []
     with app.store.begin() as conn:

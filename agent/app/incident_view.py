@@ -90,13 +90,17 @@ def incident_json(inc: Incident, with_findings: bool = True) -> dict[str, Any]:
     return out
 
 
-def incidents_table(items: list[dict[str, Any]], cell: Callable[[str], str]) -> str:
+def incidents_table(items: list[dict[str, Any]], cell: Callable[..., str]) -> str:
     """A fixed-width table of `incident_json` rows for a terminal; `cell` makes each value safe to show."""
-    rows = [("ID", "SEVERITY", "DISPOSITION", "LAST SEEN (UTC)", "DETECTORS", "TITLE")]
+    rows = [("ID", "SEVERITY", "STATUS", "ASSIGNEE", "VERDICT", "LAST SEEN (UTC)", "DETECTORS", "TITLE")]
     for inc in items:
         v = inc.get("verdict")
+        status = str(inc.get("status") or "open")
+        if inc.get("disposition"):
+            status += f" ({inc['disposition']})"
         rows.append((
-            str(inc["id"]), cell(str(inc["severity"])), cell(str(v["disposition"]) if v else "-"),
+            str(inc["id"]), cell(str(inc["severity"])), cell(status), cell(str(inc.get("assignee") or "-"), 30),
+            cell(str(v["disposition"]) if v else "-"),
             (inc.get("last_seen") or "")[:19].replace("T", " "), cell(",".join(inc["detectors"])),
             cell(str(inc["title"])[:90]),
         ))

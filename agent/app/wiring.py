@@ -25,10 +25,12 @@ from ..policy.review import ReviewQueue
 from ..store.approvals import ApprovalStore
 from ..store.audit import AuditLog
 from ..store.engine import Store
+from ..store.incidents import IncidentStore
 from ..store.seal import Sealer
 from ..triage.baseline import BaselineAnalyst
 from ..triage.service import TriageService
 from .devices import DeviceDirectory
+from .incident_lifecycle import IncidentLifecycle
 
 FileStamp = tuple[str, int, int]  # path, mtime in ns, size
 
@@ -100,6 +102,14 @@ class App:
     def review_queue(self, catalogue: Catalogue | None = None) -> ReviewQueue:
         """The review queue, its guard reading the current catalogue (or the one given)."""
         return ReviewQueue(self.store, self.audit, self.clock, self.config.policy, guard=self.guard(catalogue))
+
+    def incident_store(self) -> IncidentStore:
+        """Incidents and findings in the store, automatic lifecycle changes audited in this App's (sealed) log."""
+        return IncidentStore(self.store, self.clock, self.audit, sensor=self.config.agent.name)
+
+    def incident_lifecycle(self) -> IncidentLifecycle:
+        """Acknowledge, assign, comment, close and reopen incidents, audited in this App's (sealed) log."""
+        return IncidentLifecycle(self.store, self.audit, self.clock)
 
     @cached_property
     def triage(self) -> TriageService:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import grp
 import os
 import tempfile
@@ -14,8 +15,9 @@ from typing import Any
 from ..app.compliance import write_demo_report
 from ..app.replay import replay
 from ..config.load import validate_config
+from ..console.demo import serve_demo
 from ..demo.data import DEMO_CONFIG, write_demo_telemetry
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, InputError
 from .context import Context
 from .replay import print_summary
 
@@ -31,6 +33,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
                                       "compliance report as of today.")
     demo.add_argument("--out", type=Path, default=Path("watchstander-demo"),
                       help="folder for the demo's telemetry, store and report (default ./watchstander-demo)")
+    demo.add_argument("--console", action="store_true",
+                      help="then serve the web console over the demo's store, with a demo CA and client "
+                           "certificates for three people (printed), until Ctrl-C")
+    demo.add_argument("--listen", default="127.0.0.1:8443", metavar="HOST:PORT",
+                      help="where --console listens (default 127.0.0.1:8443, loopback)")
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -60,6 +67,12 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
                                   actor=demo_ctx.identity)
         for p in paths:
             print(f"EO 14409 compliance report: {p}")
+        if args.console:
+            print()
+            try:
+                asyncio.run(serve_demo(demo_ctx.app, out / "console-pki", listen=args.listen))
+            except OSError as exc:
+                raise InputError(f"{exc.strerror} (choose another with --listen HOST:PORT)") from exc
     finally:
         demo_ctx.close()
     return EXIT_OK

@@ -6,6 +6,8 @@ import json
 import re
 import unicodedata
 
+from ..app.text import show_invisible
+
 # Anything but printable ASCII and the newline of the indentation: the rare candidates to check.
 _NOT_PLAIN = re.compile(r"[^\x20-\x7e\n]")
 
@@ -34,6 +36,5 @@ def printable(text: str, limit: int | None = None) -> str:
     """Text from a model or telemetry made safe for a terminal: control characters shown escaped."""
     # Escapes, bidi overrides and line separators in a justification could rewrite what the
     # operator sees on the terminal; show them as \x.. / \u.... instead.
-    out = "".join(ch if ch == " " or unicodedata.category(ch)[0] not in "CZ"
-                  else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    out = show_invisible(text)
     return out if limit is None or len(out) <= limit else out[: limit - 1] + "…"

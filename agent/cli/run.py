@@ -8,6 +8,9 @@ import logging
 from typing import Any
 
 from ..config.load import load_config
+from ..config.model import AgentConfig
+from ..console.health import daemon_health
+from ..console.server import ConsoleServer
 from ..control.wiring import build_control_server
 from ..daemon.daemon import Daemon, store_write_problem
 from ..daemon.metrics import start_metrics
@@ -39,18 +42,33 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         daemon = Daemon(ctx.app)
         control = build_control_server(ctx.app)
+        # [console] enabled: the web console, over the same services as the control socket.
+        console = (ConsoleServer(ctx.app, ctx.config.console, health=lambda: daemon_health(daemon),
+                                 runs_service=lambda: daemon.runs) if ctx.config.console.enabled else None)
+
+        def reload() -> AgentConfig:
+            if console is not None:
+                console.reload()  # the CRL file again; listener and certificates need a restart
+            return load_config(ctx.config_path)
 
         async def serve() -> None:
             await control.start()
+            if console is not None:
+                await console.start()
             metrics = start_metrics(daemon)  # [metrics] enabled; off by default, loopback when on
             try:
-                await daemon.run_until_signalled(reload=lambda: load_config(ctx.config_path))
+                await daemon.run_until_signalled(reload=reload)
             finally:
                 metrics.stop()
+                if console is not None:
+                    await console.stop()
                 await control.stop()
 
         asyncio.run(serve())
     except StoreError as exc:
         log.error("cannot start: %s", exc)
         return Exit.STORE
+    except OSError as exc:  # the console's listener (sources report their own bind failures)
+        log.error("cannot start: %s", exc.strerror or exc)
+        return Exit.FAILURE
     return EXIT_OK

@@ -10,6 +10,9 @@ system_identity = "watchstander:triage"
 [policy.rate_limits]
 switch-port-shutdown = 2
 
+[policy.people]                   # one person, one approval, whichever door they use
+alice = ["uid:1001", "console:1234567890@mil"]
+
 [policy.defaults.capture-incident-traffic]
 interface = "span0"               # what the analyst cannot know; the action may not change it
 # A device input needs no pin when one inventory device has its role (docs/runner.md); pin one
@@ -31,6 +34,8 @@ from .base import Frozen
 _SAFE = re.compile(r"^[A-Za-z0-9._:/-]{1,253}$")
 _PLAYBOOK_ID = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 _INPUT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_PERSON = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_IDENTITY = re.compile(r"^(uid:[0-9]{1,10}|console:[^\s\x00-\x1f\x7f]{1,256})$")
 
 ParamValue = str | int | list[str]
 
@@ -50,6 +55,25 @@ class PolicyConfig(Frozen):
     approvers: dict[Literal["low", "medium", "high"], int] = Field(
         default_factory=dict, description="distinct approvers per risk; may raise, never lower, the minimum")
     system_identity: str = Field("watchstander:triage", pattern=r"^watchstander:[a-z][a-z0-9_-]{0,31}$")
+    people: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="person -> every identity they act under (uid:N, console:PRINCIPAL): one person, one approval")
+
+    @field_validator("people")
+    @classmethod
+    def _people(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        owner: dict[str, str] = {}
+        for name, identities in v.items():
+            if not _PERSON.fullmatch(name):
+                raise ValueError(f"not a person's name (letters, digits, . _ -): {name!r}")
+            for identity in identities:
+                if not _IDENTITY.fullmatch(identity):
+                    raise ValueError(f"{name}: {identity[:80]!r} is not uid:N or console:PRINCIPAL")
+                key = identity.lower() if identity.startswith("console:") else identity
+                if key in owner:
+                    raise ValueError(f"{identity!r} is listed for both {owner[key]} and {name}")
+                owner[key] = name
+        return v
 
     @field_validator("rate_limits")
     @classmethod

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from ..app.wiring import App
 from .audit_methods import register_audit_methods
+from .collect_methods import register_collect_methods
+from .guidance_methods import register_guidance_methods
 from .identity import Resolver
+from .incident_methods import register_incident_methods
 from .playbook_methods import register_playbook_methods
 from .read_methods import register_read_methods
 from .registry import MethodRegistry
@@ -21,6 +24,9 @@ def build_registry(app: App) -> MethodRegistry:
     register_review_methods(registry, app.review_queue)
     register_playbook_methods(registry, lambda: app.approvals, app.catalogue)
     register_read_methods(registry, lambda: app.store, app.clock)
+    register_incident_methods(registry, lambda: app.incident_lifecycle())
+    register_guidance_methods(registry, lambda: app)
+    register_collect_methods(registry, lambda: app.store, lambda: app.audit, app.clock)
     return registry
 
 

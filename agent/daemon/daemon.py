@@ -37,11 +37,14 @@ from ..app.compliance import load_all
 from ..app.decide import decide
 from ..app.runs import RunService
 from ..app.wiring import App
+from ..config.detectors import DetectorsConfig
 from ..config.model import AgentConfig
+from ..detection.detectors.lateral import LateralMovementDetector
 from ..detection.pipeline import Pipeline
 from ..errors import ConfigError, StoreError, WatchstanderError
 from ..models import Finding, Incident
 from ..store.engine import Store
+from ..store.lateral import LateralStore
 from .jobs import Jobs
 from .registry import SOURCE_KINDS
 from .sources import Checkpointing, Sink, Source, SourceFactory, build_sources
@@ -57,7 +60,7 @@ FLUSH_BACKOFF_MAX_S = 60.0
 # Errors that say the store cannot be written now, whatever is in the batch: retry it whole.
 STORE_UNAVAILABLE = (StoreError, OSError)
 # Sections a reload cannot apply: they hold open sockets, the store or the process's logging.
-RESTART_SECTIONS = ("store", "control", "logging", "metrics")
+RESTART_SECTIONS = ("store", "control", "logging", "metrics", "console")
 # Sections the sources read when they are built: a change restarts every source.
 SOURCE_SECTIONS = ("sources", "devices")
 # Sections the run service reads when it is built: a change gives runs started afterwards a new one.
@@ -150,7 +153,7 @@ class Daemon:
         self.config = app.config
         self.actor = actor
         app.triage  # noqa: B018  (a bad triage config or key stops start-up)
-        self.pipeline = Pipeline(app.config.detectors)
+        self.pipeline = self._pipeline(app.config.detectors)
         self._kinds = SOURCE_KINDS if source_kinds is None else source_kinds
         self.sources: list[Source] = build_sources(app, self._kinds)
         self.runs = RunService(app)
@@ -383,6 +386,14 @@ class Daemon:
             raise
         return app, restart
 
+    def _pipeline(self, detectors: DetectorsConfig) -> Pipeline:
+        """The detectors, with the ones that learn over days given the store as their memory."""
+        pipeline = Pipeline(detectors)
+        for det in pipeline.detectors:
+            if isinstance(det, LateralMovementDetector):
+                det.attach_memory(LateralStore(self.app.store))  # replays keep in-memory learning
+        return pipeline
+
     async def _apply(self, fresh: App, restart_sources: bool) -> None:
         old, new = self.config, fresh.config
         changed = [name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)]
@@ -397,7 +408,7 @@ class Daemon:
             self.config = new
             if old.detectors != new.detectors:
                 # The detectors' windows start afresh; what they had found is stored (or pending) above.
-                self.pipeline = Pipeline(new.detectors)
+                self.pipeline = self._pipeline(new.detectors)
                 self._persisted.clear()
             if any(name in changed for name in RUN_SECTIONS):
                 # Runs in flight finish on the service that started them; stop() drains both.

@@ -36,8 +36,7 @@ from watchstander.playbooks import Playbook, UnknownPlaybookError
 from ..clock import Clock
 from ..config.policy import PolicyConfig
 from ..models import Incident, RecommendedAction, TriageVerdict
-from ..store.approvals import person_of
-from ..store.audit import AuditLog, audit_head, audit_log, canonical, record_hash
+from ..store.audit import AuditLog, audit_head, audit_log, canonical, lock_chain, record_hash
 from ..store.engine import Store
 from ..store.suggestions import (
     MAX_ID,
@@ -67,6 +66,7 @@ from .errors import (
     SuggestionSuperseded,
 )
 from .guard import GuardDecision, PolicyGuard, suspicion_reasons
+from .people import People
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ class ReviewQueue:
         self._clock = clock
         self.config = config
         self.guard = guard
+        self._person = People(config.people)  # one person, one approval, whichever door they came through
 
     # ------------------------------------------------------------------ plumbing
 
@@ -143,8 +144,13 @@ class ReviewQueue:
         then fails on the unique sequence number) or check an audit record while another writer
         extends the chain. A write statement first, even one that changes no row, takes SQLite's
         write lock for the rest of the transaction (and locks the row on PostgreSQL), so what is
-        read afterwards cannot change until commit.
+        read afterwards cannot change until commit. Without a suggestion there is no row to lock on
+        PostgreSQL, so the audit chain's head (which every audited change locks anyway, so taking it
+        first orders no lock differently) serialises reviews across the cluster.
         """
+        if suggestion_id is None:
+            lock_chain(conn)
+            return
         conn.execute(update(suggestions).where(suggestions.c.id == (suggestion_id or -1))
                      .values(version=suggestions.c.version))
 
@@ -480,9 +486,9 @@ class ReviewQueue:
     def _approve_in(self, c: Connection, s: Suggestion, approver: str, comment: str, *, auto: bool = False) -> None:
         self._require(s, "approved")
         # By person (the uid), not by string: in-process, one uid could otherwise approve under two names.
-        if person_of(approver) == person_of(s.requester):
+        if self._person(approver) == self._person(s.requester):
             raise RequesterCannotApprove(f"{approver} requested suggestion #{s.id} and cannot approve it", s.id)
-        if person_of(approver) in {person_of(a.approver) for a in s.approvals}:
+        if self._person(approver) in {self._person(a.approver) for a in s.approvals}:
             raise DuplicateApprover(f"{approver} already approved suggestion #{s.id}; "
                                     "another person must give the next approval", s.id)
         playbook = self._bound_playbook(s)
@@ -545,8 +551,8 @@ class ReviewQueue:
     def _check_approvals(self, c: Connection, s: Suggestion, playbook: Playbook) -> None:
         """Before a run: enough distinct approvers, none the requester, each bound to these hashes."""
         required = max(s.approvals_required, self.config.approvers_for(playbook.risk))
-        people = {person_of(a.approver) for a in s.approvals}
-        if (len(people) < required or person_of(s.requester) in people or any(
+        people = {self._person(a.approver) for a in s.approvals}
+        if (len(people) < required or self._person(s.requester) in people or any(
                 a.playbook_hash != s.playbook_hash or a.params_sha256 != s.params_sha256 for a in s.approvals)):
             raise ParametersTampered(f"suggestion #{s.id}: its approvals do not bind this playbook and these "
                                      f"parameters with {required} distinct approver(s)", s.id)

@@ -340,3 +340,21 @@ def test_every_transition_is_audited_and_the_chain_holds(policy: Any, audit: Aud
     assert moves == [("pending", "approved"), ("approved", "queued"), ("queued", "running"),
                      ("running", "rolled_back")]
     assert audit.verify().ok
+
+
+def test_one_person_through_two_doors_is_one_approver(make_policy: Any, approve_all: Any, mk: Any) -> None:
+    """[policy.people]: the CLI's uid and the console's certificate of one person count once."""
+    approve_all()
+    policy = make_policy(people={"alice": ("uid:1001", "console:1234567890@MIL")})
+    s = _suggest(policy, mk, "switch-port-shutdown")
+    policy.queue.approve(s.id, "uid:1001:alice")
+    with pytest.raises(DuplicateApprover):
+        policy.queue.approve(s.id, "console:1234567890@mil")
+    assert policy.queue.get(s.id).state == "pending"
+    done = policy.queue.approve(s.id, "console:2345678901@mil")
+    assert done.state == "approved"
+    # Unlinked, the two doors are two principals: that is what the table is for (docs/console.md).
+    unlinked = make_policy()
+    t = _suggest(unlinked, mk, "switch-port-shutdown", if_index=9)
+    unlinked.queue.approve(t.id, "uid:1001:alice")
+    assert unlinked.queue.approve(t.id, "console:1234567890@mil").state == "approved"
