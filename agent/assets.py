@@ -30,3 +30,8 @@ class AssetIndex:
         """True when `address` lies in a protected asset."""
         asset = self.lookup(address)
         return bool(asset and asset.protected)
+
+    def is_scanner(self, address: str) -> bool:
+        """True when `address` lies in an asset marked `scanner = true` (the site's own scanner)."""
+        asset = self.lookup(address)
+        return bool(asset and asset.scanner)

@@ -14,10 +14,12 @@ from typing import Protocol
 from .dnsnames import read_dns_names
 from .events import Event
 from .ids import EveLines, read_eve
+from .netflow_pcap import NETFLOW, read_flow_capture
 from .packets import read_packets
 from .skips import SkipCounter
 from .sniff import DNS_NAMES, EVE, PCAP, SYSLOG, sniff
 from .syslog import SyslogSource, read_syslog
+from .zeek import ZEEK, ZeekLines, read_zeek
 
 Now = Callable[[], datetime]
 
@@ -70,6 +72,10 @@ FORMATS: dict[str, Format] = {
     SYSLOG: Format(SYSLOG, _syslog, lambda source, now, skips: SyslogSource(source, now, skips)),
     EVE: Format(EVE, _eve, lambda source, now, skips: EveLines(source, skips, now)),
     DNS_NAMES: Format(DNS_NAMES, _dns_names, None),
+    ZEEK: Format(ZEEK, lambda path, now, skips, source=None: read_zeek(path, source, skips, now),
+                 lambda source, now, skips: ZeekLines(source, skips, now)),
+    NETFLOW: Format(NETFLOW, lambda path, now, skips, source=None: read_flow_capture(path, now, skips, source),
+                    None),
 }
 
 

@@ -1,7 +1,8 @@
 """Packets from pcap and pcapng files: raw records through scapy's readers, headers parsed by struct.
 
-Only what a detector needs is dissected fully (DNS by scapy, ARP by its fixed layout); every
-other packet costs one header parse. Malformed packets are counted and skipped, never raised; so are
+Only what a detector needs is dissected fully (DNS by scapy, ARP by its fixed layout, the datagram
+an ICMP destination-unreachable quotes, an SCTP packet's first chunk type); every other packet
+costs one header parse. Malformed packets are counted and skipped, never raised; so are
 packets stamped before 1990 or more than a day ahead of the clock, and what a corrupt pcapng block
 hides is counted in bytes.
 """
@@ -28,6 +29,7 @@ from .errors import SourceError, open_source
 from .events import ARP, AUTH, EARLIEST_TIME, NETWORK, Event, latest_time, system_now
 from .events import DNS as DNS_KIND
 from .skips import SkipCounter
+from .snmp_packets import SNMP_PORTS, snmp_attrs
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,11 @@ LINK_SLL, LINK_SLL2, LINK_IPV4, LINK_IPV6 = 113, 276, 228, 229
 ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_VLAN, ETH_QINQ = 0x0800, 0x86DD, 0x0806, 0x8100, 0x88A8
 
 DNS_PORTS = frozenset({53, 5353})
+SLOW_UDP_PORTS = DNS_PORTS | SNMP_PORTS
 RELEASE_EVERY = 8 << 20  # bytes of mapped capture between madvise(MADV_DONTNEED) calls
 FTP_PORT = 21
+SCTP = 132
+UNREACHABLE_V4, UNREACHABLE_V6 = 3, 1  # ICMP and ICMPv6 destination-unreachable types
 
 _u16 = struct.Struct("!H").unpack_from
 _ipv4 = struct.Struct("!BxHxxxxBB2x4s4s").unpack_from
@@ -186,14 +191,30 @@ class PacketDecoder:
                 dns = self._dns(data[off + 8 : end], src, dst, sport, dport, ts, ref)
                 if dns is not None:
                     return [dns]
+            if sport in SNMP_PORTS or dport in SNMP_PORTS:
+                snmp = snmp_attrs(data[off + 8 : end])
+                if snmp is not None:
+                    return [Event(ts, self.source, NETWORK, src, dst, sport, dport, "udp", attrs={"snmp": snmp},
+                                  ref=ref)]
             return [Event(ts, self.source, NETWORK, src, dst, sport, dport, "udp", ref=ref)]
         if proto == 1 or proto == 58:
             if end < off + 2:
                 self.skips.skip("truncated ICMP header", str(ref))
                 return []
+            icmp_type = data[off]
+            attrs: dict[str, Any] = {"ttl": ttl}
+            if icmp_type == (UNREACHABLE_V4 if proto == 1 else UNREACHABLE_V6):
+                _quoted(data, off + 8, end, proto == 1, attrs)
             # ICMP type and code travel in the port fields, as Zeek's conn.log does.
-            return [Event(ts, self.source, NETWORK, src, dst, data[off], data[off + 1],
-                          "icmp" if proto == 1 else "icmp6", attrs={"ttl": ttl}, ref=ref)]
+            return [Event(ts, self.source, NETWORK, src, dst, icmp_type, data[off + 1],
+                          "icmp" if proto == 1 else "icmp6", attrs=attrs, ref=ref)]
+        if proto == SCTP:
+            if end < off + 12:
+                self.skips.skip("truncated SCTP header", str(ref))
+                return []
+            sport, dport = _ports(data, off)
+            chunk = {"chunk": data[off + 12]} if end > off + 12 else None
+            return [Event(ts, self.source, NETWORK, src, dst, sport, dport, "sctp", attrs=chunk, ref=ref)]
         return [Event(ts, self.source, NETWORK, src, dst, proto=str(proto), ref=ref)]
 
     def _ftp(self, ev: Event, data: bytes, start: int, end: int) -> list[Event]:
@@ -257,6 +278,35 @@ class PacketDecoder:
             "eth_dst": _mac(eth_dst) if eth_dst else None,
         }
         return [Event(ts, self.source, ARP, _ntoa(psrc), _ntoa(pdst), proto="arp", attrs=attrs, ref=ref)]
+
+
+def _quoted(data: bytes, off: int, end: int, v4: bool, attrs: dict[str, Any]) -> None:
+    """Add the quoted datagram's protocol, addresses and ports (as far as quoted) to `attrs`.
+
+    A destination-unreachable message quotes the header of the datagram that failed: for a scan
+    it names the probed port (code 3) or protocol (code 2). A short or garbled quote adds less or
+    nothing; the outer message is still an event.
+    """
+    if v4:
+        if end < off + 20 or data[off] >> 4 != 4:
+            return
+        ihl = (data[off] & 0x0F) * 4
+        if ihl < 20:
+            return
+        inner_proto = data[off + 9]
+        inner_src, inner_dst = _ntoa(data[off + 12 : off + 16]), _ntoa(data[off + 16 : off + 20])
+        l4 = off + ihl
+    else:
+        if end < off + 40 or data[off] >> 4 != 6:
+            return
+        inner_proto = data[off + 6]
+        inner_src, inner_dst = _ntop6(data[off + 8 : off + 24]), _ntop6(data[off + 24 : off + 40])
+        l4 = off + 40
+    attrs["inner_proto"] = inner_proto
+    attrs["inner_src"] = inner_src
+    attrs["inner_dst"] = inner_dst
+    if inner_proto in (6, 17, SCTP) and end >= l4 + 4:
+        attrs["inner_sport"], attrs["inner_dport"] = _ports(data, l4)
 
 
 def is_pcap(head: bytes) -> bool:
@@ -333,10 +383,10 @@ def _read_pcap(fh: BinaryIO, path: Path, decoder: PacketDecoder, skips: SkipCoun
             # The fast path: Ethernet, IPv4 without options or fragmentation, TCP or UDP that no
             # protocol detector needs dissected; read in place, without slicing the frame.
             if fast and caplen >= 48:
-                et, vihl, frag, proto, s, d, sp, dp, doff, fl = fast_headers(buf, off)
+                et, vihl, frag, proto, s, d, sp, dp, _doff, fl = fast_headers(buf, off)
                 if et == ETH_IPV4 and vihl == 0x45 and not frag & 0x1FFF and (
                         (proto == 6 and sp != FTP_PORT and dp != FTP_PORT)
-                        or (proto == 17 and sp not in DNS_PORTS and dp not in DNS_PORTS)):
+                        or (proto == 17 and sp not in SLOW_UDP_PORTS and dp not in SLOW_UDP_PORTS)):
                     src = addr.get(s)
                     if src is None:
                         if len(addr) > 65536:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from .dnsnames import looks_like_name
 from .errors import SourceError, UnknownFormatError
+from .netflow_pcap import NETFLOW, is_flow_capture
 from .packets import is_pcap
+from .zeek import ZEEK, looks_like_zeek
 
 PCAP, SYSLOG, EVE, DNS_NAMES = "pcap", "syslog", "eve", "dnsnames"
 
@@ -27,8 +29,12 @@ def sniff(path: str | Path) -> str:
         raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
     if not head:
         raise UnknownFormatError(f"{path} is empty")
+    if is_pcap(head) and is_flow_capture(head):  # a capture of NetFlow/IPFIX export datagrams
+        return NETFLOW
     if is_pcap(head):
         return PCAP
+    if looks_like_zeek(head):  # before EVE: a Zeek JSON record may carry "timestamp" in a value
+        return ZEEK
     text = head.lstrip()
     lines = [ln for ln in head.splitlines()[:20] if ln.strip()]
     if text.startswith(b"[") or text.startswith(b"{"):

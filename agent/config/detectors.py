@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -25,6 +26,19 @@ class PortScanConfig(Frozen):
     window_s: float = Field(300.0, gt=0)
     vertical_ports: int = Field(30, ge=2)
     horizontal_hosts: int = Field(64, ge=2)
+    udp_ports: int = Field(20, ge=2, description="unanswered UDP ports of one host probed by one source")
+    protocols: int = Field(8, ge=2, description="distinct uncommon IP protocols one source sent to one host")
+    slow_window_s: float = Field(7200.0, gt=0, description="how long a low-and-slow scan is followed")
+    slow_ports: int = Field(24, ge=2, description="distinct unanswered ports of one host within slow_window_s")
+    slow_max_sources: int = Field(16_384, ge=16, description="(source, target) pairs followed for slow scans; "
+                                                             "the oldest half is dropped beyond it")
+    scanners: tuple[str, ...] = Field((), description="networks of the site's own scanners (filled from "
+                                                      "[[assets]] scanner = true): counted, not reported")
+
+    @field_validator("scanners")
+    @classmethod
+    def _scanner_nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_networks(v)
 
 
 class SweepConfig(Frozen):
@@ -32,6 +46,30 @@ class SweepConfig(Frozen):
 
     window_s: float = Field(300.0, gt=0)
     hosts: int = Field(32, ge=2)
+    scanners: tuple[str, ...] = Field((), description="networks of the site's own scanners (filled from "
+                                                      "[[assets]] scanner = true): counted, not reported")
+
+    @field_validator("scanners")
+    @classmethod
+    def _scanner_nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_networks(v)
+
+
+class ScanDistributedConfig(Frozen):
+    """[detectors.scan_distributed]: many sources probing one target's ports, none enough alone."""
+
+    window_s: float = Field(600.0, gt=0)
+    ports: int = Field(50, ge=2, description="distinct unanswered ports of one host probed within the window")
+    sources: int = Field(5, ge=2, description="distinct sources those probes came from")
+    max_targets: int = Field(16_384, ge=16, description="targets followed at once; the oldest half is dropped "
+                                                        "beyond it")
+    scanners: tuple[str, ...] = Field((), description="networks of the site's own scanners (filled from "
+                                                      "[[assets]] scanner = true): their probes are not counted")
+
+    @field_validator("scanners")
+    @classmethod
+    def _scanner_nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_networks(v)
 
 
 class ArpSpoofConfig(Frozen):
@@ -113,8 +151,137 @@ class IfAnomalyConfig(Frozen):
     window_s: float = Field(3600.0, gt=0, description="an anomaly seen again within this updates its finding")
 
 
+# RFC 1918 private IPv4 and RFC 4193 unique local IPv6: what "internal" means when a site says nothing.
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+
+
+def check_networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Every entry must be an IP network (CIDR) or address; returns them normalised."""
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError as exc:
+            raise ValueError(f"not an IP network: {item!r}") from exc
+    return tuple(out)
+
+
+def check_destinations(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Allow-list entries: `CIDR`, `ADDRESS:PORT`, `[v6]:PORT`, `CIDR:PORT` or `*:PORT`."""
+    for item in value:
+        host, port = item, None
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":") or None
+        elif item.count(":") == 1:
+            host, port = item.split(":")
+        if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
+            raise ValueError(f"bad port in {item!r}")
+        if host != "*":
+            check_networks((host,))
+    return value
+
+
+class BeaconConfig(Frozen):
+    """[detectors.beacon]: periodic connections from an internal host to one external destination."""
+
+    internal_networks: tuple[str, ...] = Field(PRIVATE_NETWORKS, description="the site's own address space")
+    allow: tuple[str, ...] = Field((), description="destinations expected to be polled periodically (update, "
+                                                   "monitoring, time servers): CIDR, ADDR:PORT or *:PORT")
+    allowed_ports: tuple[int, ...] = Field((53, 123), description="destination ports never scored (DNS, NTP)")
+    encrypted_ports: tuple[int, ...] = Field((443, 465, 636, 853, 993, 995, 8443),
+                                             description="a beacon to these ports also gets T1573")
+    min_connections: int = Field(12, ge=4, description="connections (beats) before a pair is scored")
+    min_span_s: float = Field(300.0, gt=0, description="first to last beat at least this long")
+    min_period_s: float = Field(5.0, gt=0, description="shorter periods are chatty applications, not beacons")
+    max_jitter: float = Field(0.15, gt=0, le=1, description="median absolute deviation / period (a +-20 % "
+                                                            "uniform jitter gives about 0.1)")
+    min_on_period: float = Field(0.7, gt=0, le=1, description="share of intervals within 0.5-1.5 x the median "
+                                                              "(the rest are skipped beats and sleeps)")
+    merge_s: float = Field(2.0, ge=0, description="connections this close to the previous one are the same beat")
+    udp_idle_s: float = Field(5.0, gt=0, description="a UDP packet after this much silence starts a new session")
+    ring: int = Field(32, ge=8, le=256, description="connection start times kept per pair")
+    max_pairs: int = Field(20_000, ge=100, description="(host, destination) pairs tracked, least recent evicted")
+
+    @field_validator("internal_networks")
+    @classmethod
+    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_networks(v)
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_destinations(v)
+
+
+class ExfilConfig(Frozen):
+    """[detectors.exfil]: an internal host sending far more out than its own baseline (flows, Zeek)."""
+
+    internal_networks: tuple[str, ...] = Field(PRIVATE_NETWORKS, description="the site's own address space")
+    allow: tuple[str, ...] = Field((), description="destinations expected to receive bulk data (backups, "
+                                                   "cloud sync): CIDR, ADDR:PORT or *:PORT")
+    window_s: float = Field(3600.0, gt=0, description="bytes out per host are summed over windows this long")
+    history: int = Field(24, ge=3, le=1000, description="past windows per host kept for the baseline")
+    warmup_windows: int = Field(6, ge=1, description="windows a host must have been watched before it can alert")
+    min_bytes: int = Field(100 * 1024 * 1024, ge=0, description="a window below this is never reported")
+    factor: float = Field(10.0, gt=1, description="times the median window that is unusual")
+    mad_factor: float = Field(8.0, gt=0, description="scaled MADs above the median that are unusual")
+    peak_factor: float = Field(1.5, ge=0, description="times the largest window in the history that is unusual "
+                                                      "(a nightly backup is part of the baseline; 0: off)")
+    max_hosts: int = Field(20_000, ge=100, description="internal hosts tracked, least recent evicted")
+
+    @field_validator("internal_networks")
+    @classmethod
+    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_networks(v)
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_destinations(v)
+
+
+class LateralConfig(Frozen):
+    """[detectors.lateral]: first use of RDP, SMB, SSH or WinRM by an internal host, after learning."""
+
+    internal_networks: tuple[str, ...] = Field(PRIVATE_NETWORKS, description="the site's own address space")
+    learning_s: float = Field(7 * 86400.0, ge=0, description="observed traffic time to learn from before anything "
+                                                             "alerts (persisted in the store)")
+    learning_gap_s: float = Field(3600.0, gt=0, description="a silence in the traffic counts at most this much "
+                                                            "towards learning (a stopped sensor is not learning)")
+    admin_hosts: tuple[str, ...] = Field((), description="jump hosts and admin workstations never reported")
+    window_s: float = Field(3600.0, gt=0, description="more targets of one new (host, service) join its finding")
+    max_pairs: int = Field(200_000, ge=100, description="learned (host, service) pairs held in memory")
+
+    @field_validator("internal_networks", "admin_hosts")
+    @classmethod
+    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_networks(v)
+
+
+class SnmpAbuseConfig(Frozen):
+    """[detectors.snmp_abuse]: community guessing, sweeps, walks and SETs by managers not on the list."""
+
+    managers: tuple[str, ...] = Field((), description="addresses or networks of the site's SNMP managers")
+    window_s: float = Field(300.0, gt=0)
+    guess_names: int = Field(5, ge=2, description="distinct communities or v3 users that failed from one "
+                                                  "source against one agent")
+    sweep_hosts: int = Field(32, ge=2, description="distinct agents one source sent SNMP requests to")
+    sweep_max_answered: float = Field(0.5, ge=0, le=1, description="with no managers configured, a sweep is "
+                                                                   "one most agents did not answer")
+    walk_requests: int = Field(20, ge=2, description="getnext/getbulk requests to one agent that are a walk "
+                                                     "(reported only when managers are configured)")
+
+    @field_validator("managers")
+    @classmethod
+    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_networks(v)
+
+
 DETECTOR_IDS = ("bruteforce", "portscan", "sweep", "arpspoof", "dnstunnel", "synflood", "ids", "drift",
-                "snmp_auth", "linkflap", "reboot", "ifanomaly")
+                "snmp_auth", "linkflap", "reboot", "ifanomaly",
+                "beacon", "exfil", "lateral", "snmp_abuse",
+                "scan_distributed")
 
 
 class DetectorsConfig(Frozen):
@@ -142,3 +309,8 @@ class DetectorsConfig(Frozen):
     linkflap: LinkFlapConfig = LinkFlapConfig()
     reboot: RebootConfig = RebootConfig()
     ifanomaly: IfAnomalyConfig = IfAnomalyConfig()
+    beacon: BeaconConfig = BeaconConfig()
+    exfil: ExfilConfig = ExfilConfig()
+    lateral: LateralConfig = LateralConfig()
+    snmp_abuse: SnmpAbuseConfig = SnmpAbuseConfig()
+    scan_distributed: ScanDistributedConfig = ScanDistributedConfig()

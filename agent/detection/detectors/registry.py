@@ -6,14 +6,19 @@ from ...config.detectors import DetectorsConfig
 from ...models import DetectorProfile
 from .arpspoof import ArpSpoofDetector
 from .base import Detector, Emit
+from .beacon import BeaconDetector
 from .bruteforce import BruteForceDetector
 from .dnstunnel import DnsTunnelDetector
 from .drift import ConfigDriftDetector
+from .exfil import ExfilDetector
 from .ids import IdsAlertDetector
 from .ifanomaly import IfAnomalyDetector
+from .lateral import LateralMovementDetector
 from .linkflap import LinkFlapDetector
 from .portscan import PortScanDetector
 from .reboot import RebootDetector
+from .scan_distributed import DistributedScanDetector
+from .snmp_abuse import SnmpAbuseDetector
 from .snmp_auth import SnmpAuthDetector
 from .sweep import SweepDetector
 from .synflood import SynFloodDetector
@@ -31,7 +36,9 @@ def register(cls: type[Detector]) -> type[Detector]:
 
 for _cls in (BruteForceDetector, PortScanDetector, SweepDetector, ArpSpoofDetector, DnsTunnelDetector,
              SynFloodDetector, IdsAlertDetector, ConfigDriftDetector, SnmpAuthDetector, LinkFlapDetector,
-             RebootDetector, IfAnomalyDetector):
+             RebootDetector, IfAnomalyDetector,
+             BeaconDetector, ExfilDetector, LateralMovementDetector, SnmpAbuseDetector,
+             DistributedScanDetector):
     register(_cls)
 
 

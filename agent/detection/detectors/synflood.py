@@ -1,4 +1,5 @@
-"""SYN floods: a burst of connection attempts against one address and port."""
+"""SYN floods: a burst of connection attempts against one address and port, from packets or flow
+records (a flow of SYNs without ACK counts its packets)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ class SynFloodDetector(Detector):
             return
         st = self.table.get((ev.dst, ev.dport), ev.time)
         st.add(ev.src, SOURCE_CAP)
+        attrs = ev.attrs
+        if attrs is not None and attrs.get("flow"):
+            # A flow record of a flood stands for all its SYNs (the initiator's flags never had ACK).
+            packets = attrs.get("packets")
+            if type(packets) is int and packets > 1:
+                st.n += min(packets, 1 << 32) - 1
         f = st.finding
         if f is None:
             if st.n < self.config.syns:

@@ -92,7 +92,7 @@ def test_replay_then_list_and_show(capsys, config_file, tmp_path: Path, clock) -
 
     code, out, _ = run(capsys, "incidents", "show", str(target["id"]), "--config", cfg)
     # The playbook was never approved here, so the guard refused the baseline's action: shown as refused.
-    assert code == 0 and "Vertical port scan" in out and "refused block-address-nftables" in out and "not_approved" in out
+    assert code == 0 and "TCP SYN port scan of 10.20.0.10 from 203.0.113.50" in out and "refused block-address-nftables" in out and "not_approved" in out
 
 
 def test_replay_again_updates_instead_of_duplicating(capsys, config_file, tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from watchstander.connectors.dnsnames import looks_like_name, read_dns_names
 from watchstander.connectors.errors import SourceError, UnknownFormatError
+from watchstander.connectors.netflow_pcap import NETFLOW
 from watchstander.connectors.sniff import DNS_NAMES, EVE, PCAP, SYSLOG, sniff
+from watchstander.connectors.zeek import ZEEK
 
 from .conftest import new_skips
 from .test_packets_properties import UDP_FRAME, pcap, pcapng
@@ -80,7 +82,7 @@ def test_sniff_raises_only_its_own_errors(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "blob"
     path.write_bytes(data)
     try:
-        assert sniff(path) in (PCAP, SYSLOG, EVE, DNS_NAMES)
+        assert sniff(path) in (PCAP, SYSLOG, EVE, DNS_NAMES, ZEEK, NETFLOW)
     except UnknownFormatError:
         pass
 

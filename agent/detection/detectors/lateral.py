@@ -1,0 +1,165 @@
+"""Lateral movement over admin protocols: an internal host that starts using RDP, SMB, SSH or WinRM
+towards other internal hosts, when it never used that service during learning or since.
+
+Learning lasts `learning_s` of *observed* time: the time between consecutive network events, each
+silence counting at most `learning_gap_s`, so that a sensor that was stopped, or a capture stitched
+from several years, does not pass for a week of watching. Nothing is reported while learning. The
+learned (host, service) pairs and the learning progress live in a `LateralMemory`: in memory by
+default, and in the store when the application attaches `agent.store.lateral.LateralStore` (see
+`attach_memory`), so that a restart keeps them. At most `max_pairs` pairs are held in memory;
+beyond that, new pairs are still saved but no longer remembered here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Protocol
+
+from watchstander.connectors.events import ACK, NETWORK, SYN, Event
+
+from ...config.detectors import LateralConfig
+from .addresses import NetworkSet
+from .base import Detector, Distinct, Emit, WindowTable
+
+# port -> (service, ATT&CK technique)
+ADMIN_PORTS: dict[int, tuple[str, str]] = {
+    3389: ("rdp", "T1021.001"),
+    445: ("smb", "T1021.002"),
+    139: ("smb", "T1021.002"),
+    22: ("ssh", "T1021.004"),
+    5985: ("winrm", "T1021.006"),
+    5986: ("winrm", "T1021.006"),
+}
+TARGET_CAP = 4096
+SAVE_EVERY_S = 3600.0  # observed learning time between saves of the progress (a crash loses at most this)
+
+
+class LateralMemory(Protocol):
+    """Where learned pairs and the start of learning persist."""
+
+    def load(self) -> tuple[float, Iterable[tuple[str, str, float]]]:
+        """(observed learning seconds so far, every learned (src, service, first_seen))."""
+        ...
+
+    def save_progress(self, observed_s: float) -> None:
+        """Record how much learning time has been observed."""
+        ...
+
+    def save_pair(self, src: str, service: str, first_seen: float) -> None:
+        """Remember a (src, service) pair."""
+        ...
+
+
+class InMemory:
+    """A memory that lasts as long as the process (replays, tests, no store)."""
+
+    def __init__(self) -> None:
+        self.observed_s = 0.0
+        self.pairs: dict[tuple[str, str], float] = {}
+
+    def load(self) -> tuple[float, list[tuple[str, str, float]]]:
+        """Everything saved so far."""
+        return self.observed_s, [(s, v, t) for (s, v), t in self.pairs.items()]
+
+    def save_progress(self, observed_s: float) -> None:
+        """Record the learning time observed so far."""
+        self.observed_s = observed_s
+
+    def save_pair(self, src: str, service: str, first_seen: float) -> None:
+        """Remember a pair (the first time wins)."""
+        self.pairs.setdefault((src, service), first_seen)
+
+
+class LateralMovementDetector(Detector):
+    """First use of an admin service by an internal host towards internal hosts, after learning."""
+
+    id = "lateral"
+    kinds = (NETWORK,)
+    techniques = ("T1021.001", "T1021.002", "T1021.004", "T1021.006")
+    title = "Lateral movement"
+    confidence = 0.5
+    playbook = "notify-webhook"
+
+    def __init__(self, config: LateralConfig, emit: Emit, memory: LateralMemory | None = None) -> None:
+        super().__init__(config, emit)
+        self.internal = NetworkSet(config.internal_networks)
+        self.admins = NetworkSet(config.admin_hosts)
+        self.new: WindowTable[Distinct] = WindowTable(config.window_s, Distinct, max_keys=65_536)
+        self.attach_memory(memory or InMemory())
+
+    def attach_memory(self, memory: LateralMemory) -> None:
+        """Use `memory` from now on, loading what it learned (the application attaches the store)."""
+        self.memory = memory
+        observed, pairs = memory.load()
+        self.observed = observed
+        self.saved = observed
+        self.last_time: float | None = None
+        self.known: set[tuple[str, str]] = set()
+        for src, service, _ in pairs:
+            if len(self.known) >= self.config.max_pairs:
+                break
+            self.known.add((src, service))
+
+    def feed(self, ev: Event) -> None:
+        """Count observed time while learning; check one new connection between internal hosts on an admin port."""
+        t = ev.time
+        if not isinstance(t, float | int) or not math.isfinite(t):
+            return
+        learning = self.observed < self.config.learning_s
+        if learning:
+            self._observe(float(t))
+        admin = ADMIN_PORTS.get(ev.dport) if isinstance(ev.dport, int) else None
+        if admin is None or ev.proto != "tcp":
+            return
+        attrs = ev.attrs
+        flags = ev.flags if isinstance(ev.flags, int) else 0
+        if isinstance(attrs, dict) and attrs.get("flow") is True:
+            if flags and not flags & SYN:
+                return
+        elif flags & (SYN | ACK) != SYN:
+            return
+        src, dst = ev.src, ev.dst
+        internal = self.internal
+        if src not in internal or dst not in internal or src == dst or src in self.admins:
+            return
+        assert src is not None and dst is not None
+        service, technique = admin
+        key = (src, service)
+        if key in self.known:
+            self._update(key, dst, ev)
+            return
+        if len(self.known) < self.config.max_pairs:
+            self.known.add(key)
+        self.memory.save_pair(src, service, float(t))
+        if learning:
+            return
+        st = self.new.get(key, t)
+        st.add(dst, TARGET_CAP)
+        f = st.open(self, f"New {service.upper()} use from {src} to {dst}: {src} never used {service.upper()} before",
+                "medium", {"attacker": src, "victim": dst, "service": service}, ev, techniques=(technique,),
+                learned_s=round(self.observed))
+        st.update(ev, "targets")
+        f.counts["connections"] = st.n
+
+    def _observe(self, t: float) -> None:
+        last = self.last_time
+        if last is not None and t > last:
+            self.observed += min(t - last, self.config.learning_gap_s)
+        if last is None or t > last:
+            self.last_time = t
+        if self.observed - self.saved >= SAVE_EVERY_S or self.observed >= self.config.learning_s:
+            self.saved = self.observed
+            self.memory.save_progress(self.observed)
+
+    def _update(self, key: tuple[str, str], dst: str, ev: Event) -> None:
+        """A further connection of a pair reported within the window joins its finding."""
+        st = self.new.states.get(key)
+        if st is None or st.finding is None or ev.time - st.finding.last_seen > self.config.window_s:
+            return
+        st.add(dst, TARGET_CAP)
+        st.update(ev, "targets")
+        f = st.finding
+        f.counts["connections"] = st.n
+        if len(st.items) > 1:
+            f.title = f"New {key[1].upper()} use from {key[0]} to {len(st.items)} hosts: never used before"
