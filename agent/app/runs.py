@@ -40,6 +40,7 @@ from watchstander.playbooks.runner import Executor, Phase, Runner, RunReport, St
 from ..config.load import scrub_secrets
 from ..config.model import default_state_dir
 from ..errors import Exit, NotFoundError, WatchstanderError
+from ..policy.errors import AlreadyDecided
 from ..store.runs import Run, load_run, run_steps, runs
 from ..store.suggestions import Suggestion, suggestions
 from .alerts import Alerts
@@ -48,6 +49,7 @@ from .wiring import App
 log = logging.getLogger(__name__)
 
 ALERT_STATES = ("rollback_failed", "interrupted")
+CLAIMED_STATES = ("queued", "running", "succeeded", "failed", "rolled_back", "rollback_failed", "interrupted")
 TIMER_ACTOR = "watchstander:timer"
 
 
@@ -133,7 +135,7 @@ class RunService:
         self._executors = executors
         self._global: asyncio.Semaphore | None = None
         self._per_device: dict[str, asyncio.Semaphore] = {}
-        self.in_flight: dict[int, asyncio.Task[Run]] = {}
+        self.in_flight: dict[int, asyncio.Task[Run | None]] = {}
 
     # ------------------------------------------------------------------ running
 
@@ -387,6 +389,17 @@ class RunService:
 
     # ------------------------------------------------------------------ the daemon's loop
 
+    def claimable(self, suggestion_id: int) -> bool:
+        """Whether the suggestion is approved and no other runner is claiming it right now.
+
+        SKIP LOCKED (PostgreSQL; SQLite has one agent and ignores it): a row another node's claim
+        has locked reads as absent instead of making this node wait and then lose.
+        """
+        t = suggestions
+        with self.app.store.begin() as conn:
+            return conn.execute(select(t.c.id).where(t.c.id == suggestion_id, t.c.state == "approved")
+                                .with_for_update(skip_locked=True)).first() is not None
+
     def approved_ids(self) -> list[int]:
         """Approved, unexpired suggestions waiting for a run, oldest first."""
         now = self.app.clock().timestamp()
@@ -407,14 +420,24 @@ class RunService:
             started.append(sid)
         return started
 
-    def _forget(self, suggestion_id: int) -> Callable[[asyncio.Task[Run]], None]:
-        def done(_task: asyncio.Task[Run]) -> None:
+    def _forget(self, suggestion_id: int) -> Callable[[asyncio.Task[Run | None]], None]:
+        def done(_task: asyncio.Task[Run | None]) -> None:
             self.in_flight.pop(suggestion_id, None)
         return done
 
-    async def _guarded_run(self, suggestion_id: int, actor: str) -> Run:
+    async def _guarded_run(self, suggestion_id: int, actor: str) -> Run | None:
+        """Run one dispatched suggestion; None when another runner (another node) claimed it first."""
         try:
+            if not await asyncio.to_thread(self.claimable, suggestion_id):
+                log.debug("suggestion #%d: claimed by another runner; skipped", suggestion_id)
+                return None
             return await self.run_suggestion(suggestion_id, actor)
+        except AlreadyDecided as exc:
+            if exc.state in CLAIMED_STATES:  # lost the claim race to another node: theirs runs it
+                log.debug("suggestion #%d: claimed by another runner meanwhile; skipped", suggestion_id)
+                return None
+            log.warning("suggestion #%d was not run: %s", suggestion_id, exc)
+            raise
         except WatchstanderError as exc:
             log.warning("suggestion #%d was not run: %s", suggestion_id, exc)
             raise

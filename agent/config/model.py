@@ -11,7 +11,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -19,9 +19,11 @@ from watchstander.guidance.config import GuidanceConfig
 
 from .audit import AuditConfig
 from .base import Frozen
+from .console import ConsoleConfig
 from .control import ControlConfig
 from .detectors import DetectorsConfig
 from .devices import Device, unique_devices
+from .identity import IdentityConfig
 from .metrics import MetricsConfig
 from .policy import PolicyConfig
 from .runner import NotifyConfig, RunnerConfig
@@ -62,6 +64,8 @@ class Asset(Frozen):
     name: str
     criticality: Criticality = "medium"
     protected: bool = False
+    scanner: bool = Field(False, description="the site's own scanner: its scans and sweeps are expected, "
+                                             "counted but not reported")
 
     @field_validator("cidr")
     @classmethod
@@ -70,6 +74,49 @@ class Asset(Frozen):
             return str(ipaddress.ip_network(v, strict=False))
         except ValueError as exc:
             raise ValueError(f"not an IP network: {v!r}") from exc
+
+
+SCAN_DETECTORS = ("portscan", "sweep", "scan_distributed")
+
+
+def scanners_to_detectors(data: Any) -> Any:
+    """Hand the networks of `[[assets]] scanner = true` to the scan detectors' `scanners` lists.
+
+    Detectors get only their own section, so the site's scanners are copied there once, before
+    validation; networks a section already lists are kept.
+    """
+    if not isinstance(data, dict):
+        return data
+    assets = data.get("assets") or ()
+    if not isinstance(assets, (list, tuple)):
+        return data
+    cidrs = []
+    for a in assets:
+        scanner = a.scanner if isinstance(a, Asset) else isinstance(a, dict) and a.get("scanner") is True
+        cidr = a.cidr if isinstance(a, Asset) else a.get("cidr") if isinstance(a, dict) else None
+        if scanner and isinstance(cidr, str):
+            try:
+                cidrs.append(str(ipaddress.ip_network(cidr, strict=False)))
+            except ValueError:
+                continue  # reported against assets[].cidr, where the mistake is
+    if not cidrs:
+        return data
+    detectors = data.get("detectors", {})
+    if isinstance(detectors, DetectorsConfig):
+        detectors = detectors.model_dump()
+    if not isinstance(detectors, dict):
+        return data
+    detectors = dict(detectors)
+    for name in SCAN_DETECTORS:
+        section = detectors.get(name, {})
+        if isinstance(section, Frozen):
+            section = section.model_dump()
+        if not isinstance(section, dict):
+            continue
+        listed = section.get("scanners") or ()
+        if isinstance(listed, (list, tuple)):
+            detectors[name] = {**section, "scanners": [*listed, *(c for c in cidrs if c not in listed)]}
+    return {**data, "detectors": detectors}
 
 
 class CorrelationConfig(Frozen):
@@ -110,11 +157,18 @@ class AgentConfig(Frozen):
     runner: RunnerConfig = RunnerConfig()
     notify: NotifyConfig = NotifyConfig()
     metrics: MetricsConfig = MetricsConfig()
+    console: ConsoleConfig = ConsoleConfig()
+    agent: IdentityConfig = Field(default_factory=IdentityConfig)  # built per load: the default reads the host name
 
     @field_validator("devices")
     @classmethod
     def _unique_devices(cls, v: tuple[Device, ...]) -> tuple[Device, ...]:
         return unique_devices(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scanners_to_detectors(cls, data: Any) -> Any:
+        return scanners_to_detectors(data)
 
     @model_validator(mode="after")
     def _unique_asset_names(self) -> AgentConfig:

@@ -9,6 +9,10 @@
 
 Every job runs behind one barrier: a failure is logged with the job's name and the next run
 comes as scheduled. Blocking work goes to a worker thread so the loop keeps ingesting.
+
+Several agents sharing one store: the sweep, the reminders and the timed reverts run once per
+cluster (`once_per_cluster`: the node that claims an occurrence's lease runs it); ingest and
+dispatch run on every node (the claim decides which node runs a suggestion).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -29,6 +33,7 @@ from ..app.compliance import run_reminders
 from ..app.runs import RunService
 from ..app.wiring import App
 from ..errors import WatchstanderError
+from ..store.cluster import run_once
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,7 @@ SWEEPER = "watchstander:sweeper"
 REVERT_CHECK_S = 10.0
 
 Job = Callable[[], Awaitable[object]]
+Occurrence = Callable[[], int]
 
 
 def guarded(name: str, job: Job) -> Job:
@@ -65,20 +71,46 @@ class Jobs:
         self.app = app
         self.scheduler = AsyncIOScheduler(timezone=ZoneInfo("UTC"))
         self.add("flush", flush, IntervalTrigger(seconds=app.config.sources.flush_s))
-        self.add("suggestions.expire", in_thread(self.expire_suggestions), IntervalTrigger(seconds=EXPIRE_EVERY_S))
+        self.add("suggestions.expire", self.once_per_cluster(
+            "suggestions.expire", self.every(EXPIRE_EVERY_S), in_thread(self.expire_suggestions)),
+            IntervalTrigger(seconds=EXPIRE_EVERY_S))
         self.add("store.maintain", in_thread(app.store.maintain), IntervalTrigger(seconds=MAINTAIN_EVERY_S))
         if runs is not None:
             if app.config.runner.auto_run:
                 self.add("runs.dispatch", lambda: runs.dispatch(actor), IntervalTrigger(seconds=app.config.runner.poll_s))
-            self.add("runs.revert_due", runs.revert_due, IntervalTrigger(seconds=REVERT_CHECK_S))
-        install_reminder_job(self.scheduler, guarded("guidance.reminders", in_thread(self.send_reminders)),
-                             app.config.guidance.reminders)
+            self.add("runs.revert_due", self.once_per_cluster("runs.revert_due", self.every(REVERT_CHECK_S),
+                                                              runs.revert_due), IntervalTrigger(seconds=REVERT_CHECK_S))
+        reminders = self.once_per_cluster("guidance.reminders", self.reminder_day, in_thread(self.send_reminders))
+        install_reminder_job(self.scheduler, guarded("guidance.reminders", reminders), app.config.guidance.reminders)
 
     def add(self, name: str, job: Job, trigger: IntervalTrigger) -> None:
         """Schedule one named job; a second job of the same name raises."""
         if self.scheduler.get_job(name) is not None:
             raise ValueError(f"job {name!r} scheduled twice")
         self.scheduler.add_job(guarded(name, job), trigger, id=name, name=name, coalesce=True, max_instances=1)
+
+    def once_per_cluster(self, name: str, occurrence: Occurrence, job: Job) -> Job:
+        """`job`, run only by the node that claims this occurrence of it (every time on a lone agent)."""
+        holder = self.app.config.agent.name
+
+        async def run() -> None:
+            won = await asyncio.to_thread(run_once, self.app.store, name, occurrence(), holder,
+                                          self.app.clock().isoformat())
+            if won:
+                await job()
+        return run
+
+    def every(self, period_s: float) -> Occurrence:
+        """Occurrences of an interval job: the index of the period the clock is in."""
+        return lambda: int(self.app.clock().timestamp() // period_s)
+
+    def reminder_day(self) -> int:
+        """The reminder run's occurrence: its day, counted so that nodes a few hours apart agree."""
+        cfg = self.app.config.guidance.reminders
+        local = self.app.clock().astimezone(ZoneInfo(cfg.timezone))
+        # Centred on the configured time, so clocks that straddle it (or a late start within the
+        # misfire grace) still land on the same day.
+        return (local - timedelta(hours=cfg.hour - 12, minutes=cfg.minute)).date().toordinal()
 
     def names(self) -> list[str]:
         """The ids of every scheduled job."""

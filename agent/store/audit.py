@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, Text, func, select
 
 from ..clock import Clock, system_clock
-from .engine import Component, Store
+from .engine import Component, Store, insert_new
 
 GENESIS = "0" * 64
 # The records a forger wants (an approval counted, a suggestion's target): each is sealed as it is
@@ -51,6 +51,19 @@ def _v1(conn: Connection) -> None:
 
 
 SCHEMA = Component("audit", (_v1,))
+
+
+def lock_chain(conn: Connection) -> None:
+    """Lock the chain's head until `conn`'s transaction ends: the one lock every audited change shares.
+
+    A write before the read takes SQLite's write lock (a row lock on PostgreSQL), so two writers
+    cannot both read the same head and then collide on the next sequence number. On PostgreSQL a
+    missing head row (a new store) is first inserted as the empty chain, atomically, so that the
+    first appenders have a row to queue on; SQLite's write lock needs no row.
+    """
+    if conn.dialect.name == "postgresql":
+        insert_new(conn, audit_head, ("id",), {"id": 1, "seq": 0, "hash": GENESIS})
+    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=audit_head.c.seq))
 
 
 def canonical(data: Any) -> str:
@@ -116,9 +129,7 @@ class AuditLog:
 
     def _append(self, conn: Connection, actor: str, action: str, subject: str,
                 data: dict[str, Any]) -> AuditRecord:
-        # A write before the read takes SQLite's write lock (a row lock on PostgreSQL), so two
-        # writers cannot both read the same head and then collide on the next sequence number.
-        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=audit_head.c.seq))
+        lock_chain(conn)
         head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
         seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
         when = self._clock().isoformat()

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, create_engine, event, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
@@ -108,6 +109,18 @@ class Store:
         self.engine.dispose()
 
 
+def insert_new(conn: Connection, table: Table, keys: Sequence[str], values: dict[str, Any]) -> int | None:
+    """Insert a row unless one with the same unique `keys` exists (atomically, on both engines).
+
+    Returns the new row's `id`, or None when the row was there already (or another transaction
+    inserted it first: PostgreSQL waits for that one to commit, then does nothing).
+    """
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+    new_id = conn.execute(stmt.returning(table.c.id)).scalar_one_or_none()
+    return None if new_id is None else int(new_id)
+
+
 def connect(url: str, *, read_only: bool = False) -> Store:
     """Open the store at `url`; no migrations.
 
@@ -124,8 +137,11 @@ def connect(url: str, *, read_only: bool = False) -> Store:
         return _connect_sqlite_reader(parsed)
     if is_file and parsed.database is not None and not parsed.database.startswith("file:"):
         _create_private(Path(parsed.database))
+    # A server that restarted (or failed over) leaves dead connections in the pool: test each one on
+    # checkout, so that the first transaction after the outage works instead of failing once.
+    options: dict[str, Any] = {} if is_sqlite else {"pool_pre_ping": True}
     try:
-        engine = create_engine(url, future=True)
+        engine = create_engine(url, future=True, **options)
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot open store {url!r}: {exc}") from exc
     if is_sqlite:

@@ -7,6 +7,8 @@ gets one row here; nothing is registered by import side effects.
 from __future__ import annotations
 
 from . import approvals, audit, guidance, incidents, offsets, runs, snapshots, suggestions
+from . import lateral as lateral_memory
+from .cluster import SCHEMA as CLUSTER_SCHEMA
 from .engine import Component, Store, check_store, connect, migrate_store
 
 COMPONENTS: tuple[Component, ...] = (
@@ -18,6 +20,8 @@ COMPONENTS: tuple[Component, ...] = (
     runs.SCHEMA,
     snapshots.SCHEMA,
     offsets.SCHEMA,
+    lateral_memory.SCHEMA,
+    CLUSTER_SCHEMA,
 )
 
 
