@@ -15,6 +15,7 @@ from .base import Detector, Emit, WindowTable
 
 MAD_SCALE = 1.4826  # makes the MAD estimate a normal distribution's standard deviation
 COUNTER32 = 2**32
+MIN_INTERVAL_S = 0.01  # two samples closer than this give no rate
 
 
 class _Interface:
@@ -74,7 +75,7 @@ class IfAnomalyDetector(Detector):
         errors = _pair(attrs, "in_errors", "out_errors")
         last_octets, last_errors = st.octets, st.errors
         st.ticks, st.time, st.octets, st.errors = ticks, ev.time, octets, errors
-        if dt <= 0:
+        if not dt >= MIN_INTERVAL_S:  # also NaN: a rate over (next to) no time is no rate (and could overflow)
             return
         interface = str(attrs.get("if_descr") or f"ifIndex {index}")
         speed = attrs.get("high_speed_mbps")

@@ -206,7 +206,8 @@ def test_a_200_mb_line_without_newline_keeps_the_daemon_small_and_is_skipped(
                timeout=60)
     peak = peak_rss_mb(pid)
     daemon.stop()
-    assert peak < 150, f"daemon peaked at {peak:.0f} MiB (started at {before:.0f} MiB)"
+    # Growth, not the absolute size: what the daemon imports (console, detectors) is not what is bounded here.
+    assert peak - before < 48, f"daemon peaked at {peak:.0f} MiB (started at {before:.0f} MiB)"
     log = daemon.log.read_text(errors="replace")
     assert "skipped record (overlong line dropped, 1 so far)" in log
     store = open_store(daemon.url)
