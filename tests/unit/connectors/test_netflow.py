@@ -346,6 +346,7 @@ def test_v5_round_trip_property(rows: list[tuple[int, ...]]) -> None:
 
 # ------------------------------------------------------------------ files
 
+@pytest.mark.slow
 def test_export_capture_sniffs_and_replays(tmp_path: Path) -> None:
     path = write_export_pcap(tmp_path / "export.pcap", _valid_datagrams(), exporter=EXPORTER,
                              start=RECEIVED - 60)
@@ -399,6 +400,7 @@ def test_sniffing_garbage_captures_never_raises(magic: bytes, rest: bytes) -> No
     assert is_flow_capture(magic + rest) in (True, False)
 
 
+@pytest.mark.slow
 def test_damaged_export_capture_keeps_what_came_before(tmp_path: Path) -> None:
     path = write_export_pcap(tmp_path / "export.pcap", _valid_datagrams(), exporter=EXPORTER, start=RECEIVED - 60)
     data = path.read_bytes()

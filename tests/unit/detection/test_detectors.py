@@ -210,6 +210,7 @@ def test_ids_alert_passes_with_mapped_severity() -> None:
     assert f.severity == "high" and f.techniques == ("T1190",) and f.count == 2
 
 
+@pytest.mark.slow
 def test_window_tables_stay_bounded_under_spoofed_floods() -> None:
     pipeline = Pipeline(DetectorsConfig())
     pipeline.feed_all(syn(i * 0.01, f"198.18.{i // 65536 % 256}.{i // 256 % 256}", f"10.1.{i % 256}.1", 80,
