@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import struct
 from collections import Counter
@@ -29,6 +28,7 @@ from watchstander.connectors.skips import SkipCounter
 from ..clock import Clock
 from ..config.netflow import FlowIntake
 from .sources import split_host_port
+from .udp_drops import DROPS_POLL_S, DrainedUdp
 
 if TYPE_CHECKING:  # the wiring imports the whole agent; a collector alone starts without it
     from ..app.wiring import App
@@ -39,27 +39,11 @@ log = logging.getLogger(__name__)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux; Python does not export it
 UDP_BATCH = 2048  # datagrams per wakeup at most (each may carry tens of flows)
 MAX_DATAGRAM = 65535
-DROPS_POLL_S = 1.0
 _MAPPED = "::ffff:"
 
 
-def _udp_drops(inode: int) -> int | None:
-    """The kernel's drop count for the UDP socket with this inode (/proc/net/udp, udp6)."""
-    want = str(inode)
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(table, encoding="ascii") as fh:
-                next(fh, None)
-                for row in fh:
-                    cols = row.split()
-                    if len(cols) >= 13 and cols[9] == want:
-                        return int(cols[12])
-        except OSError:
-            continue
-    return None
 
-
-class NetflowUdp:
+class NetflowUdp(DrainedUdp):
     """A NetFlow/IPFIX collector on one HOST:PORT."""
 
     def __init__(self, hostport: str, clock: Clock, intake: FlowIntake | None = None) -> None:
@@ -111,32 +95,9 @@ class NetflowUdp:
         loop.add_reader(sock.fileno(), self._drain)
         self._timer = loop.call_later(DROPS_POLL_S, self._poll_drops)
 
-    async def stop(self) -> None:
-        """Read what is queued, then close the socket."""
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._sock is not None and self._loop is not None:
-            self._loop.remove_reader(self._sock.fileno())
-            self._drain()
-            self.refresh_drops()
-            self._sock.close()
-            self._sock = None
-
     def describe(self) -> str:
         """Where it listens, and the receive buffer it got."""
         return f"netflow/ipfix udp {self.bound} (rcvbuf {self.rcvbuf})"
-
-    def refresh_drops(self) -> None:
-        """Read the kernel's drop count for this socket now (also done every second)."""
-        if self._sock is not None:
-            drops = _udp_drops(os.fstat(self._sock.fileno()).st_ino)
-            if drops is not None and drops > self.counters["kernel_drops"]:
-                self.counters["kernel_drops"] = drops
-
-    def _poll_drops(self) -> None:
-        self.refresh_drops()
-        if self._loop is not None and self._sock is not None:
-            self._timer = self._loop.call_later(DROPS_POLL_S, self._poll_drops)
 
     def _drain(self) -> None:
         sock, sink = self._sock, self._sink

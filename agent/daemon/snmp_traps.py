@@ -20,14 +20,13 @@ from watchstander.connectors.snmp_traps import Notification, TrapReceiver, TrapU
 
 from ..clock import Clock
 from .sources import Sink, Source, split_host_port
-from .udp_drops import proc_udp_drops_at
+from .udp_drops import DROPS_POLL_S, proc_udp_drops_at
 
 if TYPE_CHECKING:  # the App pulls in the whole application: for types only
     from ..app.wiring import App
 
 log = logging.getLogger(__name__)
 
-DROPS_POLL_S = 1.0
 
 
 class SnmpTrapSource:

@@ -34,7 +34,7 @@ from ..clock import Clock
 from ..config.syslog_intake import TcpIntake, TlsIntake
 from ..detection.pipeline import registered_syslog_needs
 from .sources import split_host_port
-from .udp_drops import proc_udp_drops
+from .udp_drops import DROPS_POLL_S, DrainedUdp
 
 if TYPE_CHECKING:  # the wiring imports the whole agent; a listener alone starts without it
     from ..app.wiring import App
@@ -46,7 +46,6 @@ SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux; Python does not expor
 UDP_BATCH = 4096  # datagrams per wakeup at most, so the loop (and the control socket) stays responsive
 ACCEPT_BATCH = 128
 EVICT_IDLE_S = 1.0  # when full, a connection silent this long gives way to a new sender
-DROPS_POLL_S = 1.0
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
@@ -98,7 +97,7 @@ def guarded_text_events(decoder: SyslogSource, lines: list[str], first_line: int
     return guarded(decoder.text_events, decoder.skips, lines, first_line, decoder.source)
 
 
-class SyslogUdp:
+class SyslogUdp(DrainedUdp):
     """Syslog datagrams on one HOST:PORT.
 
     Counters: datagrams, messages (lines handed to the decoder), overlong (datagrams cut at
@@ -156,32 +155,9 @@ class SyslogUdp:
                         "set sysctl net.core.rmem_max=%d to avoid drops in bursts",
                         self.name, self.rcvbuf_wanted, self.rcvbuf // 2, self.rcvbuf_wanted)
 
-    async def stop(self) -> None:
-        """Read what is queued, then close the socket."""
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._sock is not None and self._loop is not None:
-            self._loop.remove_reader(self._sock.fileno())
-            self._drain()
-            self.refresh_drops()
-            self._sock.close()
-            self._sock = None
-
     def describe(self) -> str:
         """Where it listens, and the receive buffer it got."""
         return f"syslog udp {self.bound} (rcvbuf {self.rcvbuf})"
-
-    def refresh_drops(self) -> None:
-        """Read the kernel's drop count for this socket now (also done every second)."""
-        if self._sock is not None:
-            drops = proc_udp_drops(os.fstat(self._sock.fileno()).st_ino)
-            if drops is not None and drops > self.counters["kernel_drops"]:
-                self.counters["kernel_drops"] = drops
-
-    def _poll_drops(self) -> None:
-        self.refresh_drops()
-        if self._loop is not None and self._sock is not None:
-            self._timer = self._loop.call_later(DROPS_POLL_S, self._poll_drops)
 
     def _drain(self) -> None:
         sock, sink = self._sock, self._sink

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import os
+import socket
 import struct
+from collections import Counter
 
 TABLES = ("/proc/net/udp", "/proc/net/udp6")
+DROPS_POLL_S = 1.0
 
 
 def _rows() -> list[list[str]]:
@@ -41,3 +46,40 @@ def proc_udp_drops_at(host: str, port: int) -> int | None:
     want = local_address(host, port)
     found = [int(cols[12]) for cols in _rows() if len(cols) >= 13 and cols[1] == want]
     return sum(found) if found else None
+
+
+class DrainedUdp:
+    """What every drained UDP listener shares: the kernel's drop count polled into `counters`, and a
+    stop that reads what is still queued first. Subclasses set `_sock`, `_loop`, `_timer` and `counters`,
+    start the poll with `_loop.call_later(DROPS_POLL_S, self._poll_drops)`, and define `_drain`."""
+
+    _sock: socket.socket | None
+    _loop: asyncio.AbstractEventLoop | None
+    _timer: asyncio.TimerHandle | None
+    counters: Counter[str]
+
+    def _drain(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Read what is queued, then close the socket."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._drain()
+            self.refresh_drops()
+            self._sock.close()
+            self._sock = None
+
+    def refresh_drops(self) -> None:
+        """Read the kernel's drop count for this socket now (also done every DROPS_POLL_S)."""
+        if self._sock is not None:
+            drops = proc_udp_drops(os.fstat(self._sock.fileno()).st_ino)
+            if drops is not None and drops > self.counters["kernel_drops"]:
+                self.counters["kernel_drops"] = drops
+
+    def _poll_drops(self) -> None:
+        self.refresh_drops()
+        if self._loop is not None and self._sock is not None:
+            self._timer = self._loop.call_later(DROPS_POLL_S, self._poll_drops)
