@@ -151,6 +151,8 @@ class Incident:
     # What the policy guard and review queue made of the verdict in this process (a ReviewOutcome;
     # typed loosely so the models stay below the policy layer). Not stored: the audit log has it.
     outcome: Any = None
+    # Finding key -> the sensors ([agent] name) that saw it, as the store recorded them.
+    sensors: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def detectors(self) -> list[str]:

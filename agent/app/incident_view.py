@@ -85,8 +85,9 @@ def incident_json(inc: Incident, with_findings: bool = True) -> dict[str, Any]:
         "last_seen": iso(inc.last_seen),
         "verdict": verdict,
     }
+    out["sensors"] = sorted({name for names in inc.sensors.values() for name in names})
     if with_findings:
-        out["findings"] = [f.as_dict() for f in inc.findings.values()]
+        out["findings"] = [{**f.as_dict(), "sensors": inc.sensors.get(key, [])} for key, f in inc.findings.items()]
     return out
 
 

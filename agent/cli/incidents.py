@@ -183,6 +183,8 @@ def cmd_incidents_show(args: argparse.Namespace, ctx: Context) -> int:
         if life["activity_after_close"]:
             print(f"  activity continued after closing ({life['activity_after_close']} update(s))")
     print(f"  detectors: {p(', '.join(data['detectors']))}   ATT&CK: {p(', '.join(data['attack_techniques']))}")
+    if data.get("sensors"):
+        print(f"  sensors: {p(', '.join(data['sensors']))}")
     for role, values in data["entities"].items():
         print(f"  {p(role)}: {p(', '.join(values))}")
     print(f"  counts: {p(', '.join(f'{k}={v}' for k, v in data['counts'].items()))}")

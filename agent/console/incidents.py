@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -23,9 +23,10 @@ from ..app.incident_query import query_from_params, search_incidents
 from ..app.incident_view import guard_words
 from ..errors import IncidentError, InputError
 from ..models import SEVERITIES
+from ..store.engine import Store
 from ..store.incidents import DISPOSITIONS, STATUSES, IncidentStore
 from .identity import Principal
-from .queries import detector_names, suggestions_page
+from .queries import detector_names, sensor_names, suggestions_page
 from .web import Console, FormProblem, form_text, now_epoch, path_id, query_int
 
 SINCE_CHOICES: dict[str, float] = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
@@ -35,7 +36,7 @@ MAX_EVIDENCE_SHOWN = 50
 
 def _filters(request: Request) -> dict[str, str]:
     """The list's filters as given in the query string (kept for links and the live refresh)."""
-    keys = ("severity", "status", "detector", "asset", "q", "since")
+    keys = ("severity", "status", "detector", "sensor", "asset", "q", "since")
     return {k: request.query_params[k][:300] for k in keys if request.query_params.get(k)}
 
 
@@ -46,7 +47,7 @@ def _search(console: Console, filters: dict[str, str], page: int) -> tuple[Any, 
         params["min_severity"] = filters["severity"]
     if filters.get("status"):
         params["status"] = filters["status"]
-    for mine, theirs in (("detector", "detector"), ("asset", "asset"), ("q", "search")):
+    for mine, theirs in (("detector", "detector"), ("sensor", "sensor"), ("asset", "asset"), ("q", "search")):
         if filters.get(mine):
             params[theirs] = filters[mine]
     since = SINCE_CHOICES.get(filters.get("since", ""))
@@ -74,7 +75,8 @@ def routes(console: Console) -> list[Route]:
     @console.page("viewer")
     async def incidents(request: Request, me: Principal) -> Response:
         context = await list_context(request)
-        context["detectors"] = await run_in_threadpool(_detectors, console)
+        context["detectors"] = await run_in_threadpool(_choices, console, "detectors", detector_names)
+        context["sensors"] = await run_in_threadpool(_choices, console, "sensors", sensor_names)
         return console.render(request, "incidents.html", context, me)
 
     @console.page("viewer")
@@ -124,16 +126,16 @@ def routes(console: Console) -> list[Route]:
     return out
 
 
-_DETECTORS_TTL_S = 30.0
+_CHOICES_TTL_S = 30.0
 
 
-def _detectors(console: Console) -> list[str]:
-    """The detector filter's choices, read again at most every 30 s (a DISTINCT over every finding)."""
+def _choices(console: Console, what: str, read: Callable[[Store], list[str]]) -> list[str]:
+    """A filter's choices (detectors, sensors), read again at most every 30 s (a DISTINCT over every finding)."""
     now = time.monotonic()
-    cached = console.cache.get("detectors")
-    if cached is None or now - cached[0] > _DETECTORS_TTL_S:
-        cached = (now, detector_names(console.app.store))
-        console.cache["detectors"] = cached
+    cached = console.cache.get(what)
+    if cached is None or now - cached[0] > _CHOICES_TTL_S:
+        cached = (now, read(console.app.store))
+        console.cache[what] = cached
     names: list[str] = cached[1]
     return names
 
@@ -178,7 +180,8 @@ def _incident_context(console: Console, incident_id: int) -> dict[str, Any] | No
             state, notes = lifecycle.state(incident_id), lifecycle.notes(incident_id)
         except IncidentError:
             state, notes = None, None
-    return {"inc": inc, "findings": findings, "actions": actions, "suggestions": suggestions, "flags": flags,
+    sensors = sorted({name for names in inc.sensors.values() for name in names})
+    return {"inc": inc, "findings": findings, "sensors": sensors, "actions": actions, "suggestions": suggestions, "flags": flags,
             "state": state, "notes": notes or [], "dispositions": DISPOSITIONS, "max_evidence": MAX_EVIDENCE_SHOWN,
             "refusal": None}
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ..store.engine import Store
-from ..store.incidents import findings, incident_notes, incidents
+from ..store.incidents import finding_sensors, findings, incident_notes, incidents
 from ..store.runs import Run, run_from_row, runs
 from ..store.suggestions import STATES, Suggestion, load_approvals_for, suggestion_from_row, suggestions
 
@@ -55,6 +55,13 @@ def detector_names(store: Store) -> list[str]:
     with store.engine.connect() as conn:
         return [str(d) for d in conn.execute(select(findings.c.detector).distinct().order_by(findings.c.detector))
                 .scalars()]
+
+
+def sensor_names(store: Store) -> list[str]:
+    """Every sensor ([agent] name) that has findings in the store (for the filter's choices)."""
+    with store.engine.connect() as conn:
+        return [str(n) for n in conn.execute(select(finding_sensors.c.sensor).distinct()
+                                             .order_by(finding_sensors.c.sensor)).scalars()]
 
 
 def suggestions_page(store: Store, state: str | None, page: int, size: int,

@@ -33,6 +33,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     exists,
     func,
     inspect,
@@ -98,6 +99,21 @@ findings = Table(
     Column("evidence_json", Text, nullable=False),
     # Version 3: the sensor ([agent] name) whose copy of the finding is stored (the largest count).
     Column("sensor", String(100), nullable=True),
+)
+
+# Version 4: every sensor that saw a finding, with its own count and times (the findings row keeps
+# the copy with the largest count); `incident_id` follows the finding, so the sensor filter reads
+# one index range instead of joining every finding.
+finding_sensors = Table(
+    "finding_sensors", _meta,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("finding_id", Integer, ForeignKey("findings.id", ondelete="CASCADE"), nullable=False),
+    Column("incident_id", Integer, ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False),
+    Column("sensor", String(100), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    UniqueConstraint("finding_id", "sensor", name="uq_finding_sensors"),
 )
 
 ingest_runs = Table(
@@ -177,7 +193,7 @@ def _v2(conn: Connection) -> None:
         conn.execute(t.update().where(t.c.id == row.id).values(
             severity_rank=_rank(_verdict_severity(row.verdict_json) or row.severity),
             search_text=search_text(row.title, row.entity)))
-        refresh_summary(conn, row.id)
+        refresh_summary(conn, row.id, by_sensor=False)  # finding_sensors comes with version 4
 
 
 def _add_sensor_column(conn: Connection) -> None:
@@ -191,7 +207,21 @@ def _v3(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_findings_sensor ON findings (sensor, incident_id)"))
 
 
-SCHEMA = Component("core", (_v1, _v2, _v3))
+def _v4(conn: Connection) -> None:
+    """Every sensor that saw each finding (finding_sensors), filled from the one name version 3 kept."""
+    finding_sensors.create(conn, checkfirst=True)
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_finding_sensors_sensor ON finding_sensors (sensor, incident_id)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_finding_sensors_incident ON finding_sensors (incident_id)"))
+    f = findings
+    rows = conn.execute(select(f.c.id, f.c.incident_id, f.c.sensor, f.c.count, f.c.first_seen, f.c.last_seen)
+                        .where(f.c.sensor.is_not(None))).all()
+    for row in rows:
+        insert_new(conn, finding_sensors, ("finding_id", "sensor"), {
+            "finding_id": row.id, "incident_id": row.incident_id, "sensor": row.sensor, "count": row.count,
+            "first_seen": row.first_seen, "last_seen": row.last_seen})
+
+
+SCHEMA = Component("core", (_v1, _v2, _v3, _v4))
 
 
 def _rank(severity: str) -> int:
@@ -213,7 +243,7 @@ def search_text(title: str, entity: str) -> str:
     return f"{title}\n{entity}".lower()
 
 
-def refresh_summary(conn: Connection, incident_id: int) -> None:
+def refresh_summary(conn: Connection, incident_id: int, *, by_sensor: bool = True) -> None:
     """Fold the incident's findings into its row: detectors, techniques, entities, count, and the entity text."""
     entity = conn.execute(select(incidents.c.entity).where(incidents.c.id == incident_id)).scalar_one_or_none()
     if entity is None:
@@ -239,6 +269,9 @@ def refresh_summary(conn: Connection, incident_id: int) -> None:
         if isinstance(ents, dict):
             for role, value in ents.items():
                 entities.setdefault(str(role), set()).add(str(value))
+    if by_sensor:
+        sensors.update(str(s) for s in conn.execute(select(finding_sensors.c.sensor).distinct().where(
+            finding_sensors.c.incident_id == incident_id)).scalars())
     summary = {"detectors": sorted(detectors), "techniques": sorted(techniques), "findings": count,
                "entities": {role: sorted(v) for role, v in sorted(entities.items())}, "sensors": sorted(sensors)}
     values = {str(entity)} | {v for vs in entities.values() for v in vs}
@@ -320,6 +353,7 @@ class IncidentRow:
     findings: int
     first_seen: float
     last_seen: float
+    sensors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (times as ISO 8601 UTC)."""
@@ -327,7 +361,7 @@ class IncidentRow:
                 "detector_severity": self.detector_severity, "status": self.status,
                 "disposition": self.disposition, "assignee": self.assignee, "detectors": self.detectors,
                 "attack_techniques": self.techniques, "entities": self.entities, "findings": self.findings,
-                "first_seen": iso(self.first_seen), "last_seen": iso(self.last_seen)}
+                "sensors": self.sensors, "first_seen": iso(self.first_seen), "last_seen": iso(self.last_seen)}
 
 
 @dataclass(frozen=True)
@@ -372,7 +406,7 @@ def _conditions(q: IncidentQuery, *, counting: bool = False) -> list[Any]:
     elif q.detector is not None:  # the page walks the listing index in order and stops after `limit`
         where.append(exists().where(findings.c.incident_id == t.c.id, findings.c.detector == q.detector))
     if q.sensor is not None:
-        where.append(t.c.id.in_(select(findings.c.incident_id).where(findings.c.sensor == q.sensor)))
+        where.append(t.c.id.in_(select(finding_sensors.c.incident_id).where(finding_sensors.c.sensor == q.sensor)))
     if q.asset:
         where.append(t.c.asset_text.like(_like(q.asset), escape="\\"))
     if q.text:
@@ -405,7 +439,7 @@ def _listing_row(r: Any) -> IncidentRow:
         int(r.id), r.title, r.entity, SEVERITIES[rank] if isinstance(rank, int) and 0 <= rank < 5 else r.severity,
         r.severity, r.status, r.disposition, r.assignee, list(summary.get("detectors", [])),
         list(summary.get("techniques", [])), dict(summary.get("entities", {})), int(summary.get("findings", 0)),
-        stored_time(r.first_seen), stored_time(r.last_seen))
+        stored_time(r.first_seen), stored_time(r.last_seen), [str(x) for x in summary.get("sensors", [])])
 
 
 def _dumps(value: Any) -> str:
@@ -522,19 +556,51 @@ class IncidentStore:
             if self.sensor is not None:  # a writer that does not say which sensor it is leaves the name alone
                 values["sensor"] = self.sensor
             key = f.key
-            known = conn.execute(select(findings.c.id).where(findings.c.key == key)).first() is not None
-            if not known and insert_new(conn, findings, ("key",), {"key": key, **values}) is not None:
-                continue
-            # Another sensor's copy may be newer: the larger count stands (one conditional UPDATE, atomic).
-            conn.execute(findings.update().where(findings.c.key == key, findings.c.count <= f.count).values(**values))
+            finding_id = conn.execute(select(findings.c.id).where(findings.c.key == key)).scalar()
+            if finding_id is None:
+                finding_id = insert_new(conn, findings, ("key",), {"key": key, **values})
+                if finding_id is None:  # another sensor inserted it a moment ago
+                    finding_id = conn.execute(select(findings.c.id).where(findings.c.key == key)).scalar_one()
+                    self._refresh_finding(conn, key, f, values)
+            else:
+                self._refresh_finding(conn, key, f, values)
+            if self.sensor is not None:
+                self._saw(conn, int(finding_id), incident_id, f)
         refresh_summary(conn, incident_id)
+
+    @staticmethod
+    def _refresh_finding(conn: Connection, key: str, f: Finding, values: dict[str, Any]) -> None:
+        # Another sensor's copy may be newer: the larger count stands (one conditional UPDATE, atomic).
+        conn.execute(findings.update().where(findings.c.key == key, findings.c.count <= f.count).values(**values))
+
+    def _saw(self, conn: Connection, finding_id: int, incident_id: int, f: Finding) -> None:
+        """Record that this sensor saw finding `finding_id`: its own count and times, next to other sensors'."""
+        assert self.sensor is not None
+        t = finding_sensors
+        values = {"incident_id": incident_id, "count": f.count, "first_seen": f.first_seen, "last_seen": f.last_seen}
+        if insert_new(conn, t, ("finding_id", "sensor"), {"finding_id": finding_id, "sensor": self.sensor,
+                                                          **values}) is None:
+            conn.execute(t.update().where(t.c.finding_id == finding_id, t.c.sensor == self.sensor,
+                                          t.c.count <= f.count).values(**values))
+            conn.execute(t.update().where(t.c.finding_id == finding_id, t.c.incident_id != incident_id)
+                         .values(incident_id=incident_id))
 
     def sensors(self, incident_id: int) -> builtins.list[str]:
         """The sensors whose findings the incident holds, by name."""
-        f = findings
+        t = finding_sensors
         with self.store.engine.connect() as conn:
-            return [str(s) for s in conn.execute(select(f.c.sensor).distinct().where(
-                f.c.incident_id == incident_id, f.c.sensor.is_not(None)).order_by(f.c.sensor)).scalars()]
+            return [str(s) for s in conn.execute(select(t.c.sensor).distinct().where(
+                t.c.incident_id == incident_id).order_by(t.c.sensor)).scalars()]
+
+    @staticmethod
+    def finding_sensors(conn: Connection, incident_id: int) -> dict[int, builtins.list[str]]:
+        """For each finding id of the incident, the sensors that saw it, by name."""
+        t = finding_sensors
+        out: dict[int, builtins.list[str]] = {}
+        for row in conn.execute(select(t.c.finding_id, t.c.sensor).where(t.c.incident_id == incident_id)
+                                .order_by(t.c.finding_id, t.c.sensor)):
+            out.setdefault(int(row.finding_id), []).append(str(row.sensor))
+        return out
 
     def load(self, conn: Connection, incident_id: int) -> Incident | None:
         """The incident with every stored finding."""
@@ -543,10 +609,13 @@ class IncidentStore:
             return None
         inc = Incident(row.fingerprint, row.entity, row.title, row.severity, stored_time(row.first_seen),
                        stored_time(row.last_seen), id=row.id, status=row.status)
+        seen_by = self.finding_sensors(conn, incident_id)
         for frow in conn.execute(select(findings).where(findings.c.incident_id == incident_id)
                                  .order_by(findings.c.first_seen)):
             try:
                 inc.findings[frow.key] = finding_from_row(frow)
+                if frow.id in seen_by:
+                    inc.sensors[frow.key] = seen_by[frow.id]
             except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
                 log.warning("incident %s: stored finding %s is unreadable (%s); left out", incident_id, frow.key, exc)
         if row.verdict_json:

@@ -191,8 +191,9 @@ class ConsoleSite:
 
     def incident(self, title: str = "SSH password guessing", *, entity: str = "203.0.113.9", severity: str = "high",
                  evidence: Sequence[str] = (), attributes: dict[str, Any] | None = None, detector: str = "bruteforce",
-                 last_seen: float | None = None, verdict: TriageVerdict | None = None, key: str | None = None) -> int:
-        """Store one incident with one finding (and a verdict when given); returns its id."""
+                 last_seen: float | None = None, verdict: TriageVerdict | None = None, key: str | None = None,
+                 sensors: Sequence[str] = ()) -> int:
+        """Store one incident with one finding (and a verdict when given), seen by `sensors`; returns its id."""
         seen = last_seen if last_seen is not None else self.clock().timestamp()
         finding = Finding(detector, title, severity, {"attacker": entity}, ("T1110",), seen - 60, seen, 12,  # type: ignore[arg-type]
                           attributes=attributes or {}, evidence=list(evidence))
@@ -202,6 +203,8 @@ class ConsoleSite:
         with self.store.begin() as conn:
             inc.id = incidents.upsert_incident(conn, inc)
             incidents.upsert_findings(conn, inc.id, inc.findings.values())
+            for name in sensors:
+                IncidentStore(self.store, self.clock, sensor=name).upsert_findings(conn, inc.id, inc.findings.values())
             if verdict is not None:
                 inc.verdict = verdict
                 incidents.set_verdict(conn, inc)

@@ -110,6 +110,23 @@ def test_the_list_pages_server_side_and_filters(site_factory: Callable[..., Cons
     assert bad.status_code == 200
 
 
+def test_the_list_filters_by_sensor_and_the_incident_names_who_saw_it(site: ConsoleSite) -> None:
+    both = site.incident("seen twice", entity="198.51.100.7", sensors=("edge-1", "edge-2"))
+    site.incident("seen once", entity="198.51.100.8", sensors=("edge-2",))
+    site.incident("seen nowhere recorded", entity="198.51.100.9")
+    with site.client("operator") as http:
+        page = http.get("/incidents")
+        edge_1 = http.get("/incidents/rows?sensor=edge-1")
+        edge_2 = http.get("/incidents/rows?sensor=edge-2")
+        detail = http.get(f"/incidents/{both}")
+    assert 'data-testid="filter-sensor"' in page.text
+    assert re.findall(r'<option value="(edge-[12])"', page.text) == ["edge-1", "edge-2"]
+    assert re.findall(r'data-testid="incident-title">([^<]+)<', edge_1.text) == ["seen twice"]
+    assert sorted(re.findall(r'data-testid="incident-title">([^<]+)<', edge_2.text)) == ["seen once", "seen twice"]
+    assert re.search(r'data-testid="incident-sensors">edge-1, edge-2<', detail.text)
+    assert re.search(r'data-testid="finding-sensors">edge-1, edge-2<', detail.text)
+
+
 def test_the_incident_lifecycle_through_the_console(site: ConsoleSite) -> None:
     incident_id = site.incident()
     with site.client("operator") as http:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from datetime import UTC, datetime
 
 import pytest
@@ -141,11 +142,42 @@ def test_findings_record_their_sensor_and_incidents_filter_by_it(store_url: str)
             repo.upsert_findings(conn, repo.upsert_incident(conn, _incident("fp2", other)), [other])
         one = repo.search(IncidentQuery(sensor="edge-2"))
         assert [r.entity for r in one.rows] == ["attacker:198.51.100.7"] and one.total == 1
-        assert repo.search(IncidentQuery(sensor="edge-1")).total == 0  # both saw `a`: the newer copy's sensor stands
+        assert repo.search(IncidentQuery(sensor="edge-1")).total == 1  # both saw `a`: both are recorded
         assert repo.search(IncidentQuery(sensor="edge-3")).total == 1
         assert repo.search(IncidentQuery(sensor="nobody")).total == 0
-        assert repo.sensors(one.rows[0].id) == ["edge-2"]
+        assert repo.sensors(one.rows[0].id) == ["edge-1", "edge-2"]
+        assert one.rows[0].sensors == ["edge-1", "edge-2"]  # the listing reads them from the summary
         assert repo.sensors(repo.search(IncidentQuery(sensor="edge-3")).rows[0].id) == ["edge-3"]
+        loaded = repo.get(one.rows[0].id)
+        assert loaded is not None
+        assert loaded.sensors == {a.key: ["edge-1", "edge-2"], b.key: ["edge-2"]}  # who saw what, per finding
+        with store.engine.connect() as conn:  # the findings row keeps the copy with the larger count
+            assert conn.execute(select(findings.c.sensor).where(findings.c.key == a.key)).scalar_one() == "edge-2"
+    finally:
+        store.close()
+
+
+def test_a_store_of_version_3_keeps_its_sensor_names_after_the_upgrade(tmp_path: Path) -> None:
+    """Version 4 fills finding_sensors from the one name each finding row kept."""
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'v3.db'}"
+    store = open_store(url)
+    a = Finding("portscan", "scan", "medium", {"attacker": "198.51.100.7"}, (), 1e9, 1e9 + 5, 3)
+    repo = IncidentStore(store, system_clock, sensor="edge-1")
+    with store.begin() as conn:
+        repo.upsert_findings(conn, repo.upsert_incident(conn, _incident("fp1", a)), [a])
+    store.close()
+    engine = create_engine(url)
+    with engine.begin() as conn:  # back to version 3: no finding_sensors, the name on the finding row only
+        conn.execute(text("DROP TABLE finding_sensors"))
+        conn.execute(text("UPDATE schema_versions SET version = 3 WHERE component = 'core'"))
+    engine.dispose()
+    store = open_store(url)
+    try:
+        repo = IncidentStore(store, system_clock)
+        (row,) = repo.search(IncidentQuery(sensor="edge-1")).rows
+        assert repo.sensors(row.id) == ["edge-1"]
     finally:
         store.close()
 
