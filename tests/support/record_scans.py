@@ -9,10 +9,16 @@ UDP 123 so some ports are open. Debian's `nmap` and `masscan` scan from the atta
 in the victim namespace writes one pcap per technique (snap length 128, ports and rates kept small
 so each file stays well under 200 KB), and TRUTH.yaml records technique, attacker, victim,
 command, tool versions and date. Generated edge cases (scapy) come from `tests.support.scan_edges`.
+
+The distributed scan (`--distributed` records only it, keeping the other files) uses five attacker
+namespaces (10.0.0.21-25) on a bridge in the victim namespace; each runs its own nmap SYN scan of a
+14-port slice of 1-70 on the victim at the same time, so no source alone reaches the port-scan
+detector's thresholds while together they probe 70 ports. tcpdump listens on the victim's bridge.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import shutil
 import subprocess
@@ -72,6 +78,18 @@ SCANS: list[tuple[str, str, str, str, list[str]]] = [
      ["masscan", "--adapter", "eth0", "--adapter-ip", ATTACKER, "--router-mac", "{victim_mac}",
       "-p", "U:1-120", "--rate", "2000", "--wait", "2", VICTIM]),
 ]
+
+
+# The distributed scan: sources, and the port slice each one's nmap probes at the same time.
+DISTRIBUTED_SOURCES = ("10.0.0.21", "10.0.0.22", "10.0.0.23", "10.0.0.24", "10.0.0.25")
+DISTRIBUTED_SLICE = 14
+DISTRIBUTED_FILE = "nmap-distributed.pcap"
+
+
+def distributed_argv(index: int) -> list[str]:
+    """The nmap command source number `index` runs: a SYN scan of its own slice of ports 1-70."""
+    first = 1 + index * DISTRIBUTED_SLICE
+    return [*NMAP, "-sS", "-p", f"{first}-{first + DISTRIBUTED_SLICE - 1}", VICTIM]
 
 
 def tool_versions() -> dict[str, str]:
@@ -136,14 +154,78 @@ def record(out: Path) -> list[dict[str, object]]:
     return truth
 
 
-def main() -> None:
-    """Record into OUT (or argv[1]) and write TRUTH.yaml beside the pcaps."""
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
-    truth = record(out)
-    header = ("# Ground truth for the recorded scans in this folder (tests/support/record_scans.py).\n"
-              "# Attacker and victim are network namespaces joined by a veth pair on 10.0.0.0/24;\n"
-              "# 10.0.1.0/24 is routed through the victim to a blackhole.\n")
-    (out / "TRUTH.yaml").write_text(header + yaml.safe_dump({"recorded": truth}, sort_keys=False))
+def record_distributed(out: Path) -> dict[str, object]:
+    """Record five sources scanning slices of one victim's ports at once; return its ground truth."""
+    out.mkdir(parents=True, exist_ok=True)
+    versions = tool_versions()
+    pcap = out / DISTRIBUTED_FILE
+    with Lab("dscan") as lab:
+        victim = lab.namespace("vic")
+        victim.run(["ip", "link", "add", "br0", "type", "bridge"])
+        victim.run(["ip", "addr", "add", f"{VICTIM}/24", "dev", "br0"])
+        victim.run(["ip", "link", "set", "br0", "up"])
+        attackers: list[Namespace] = []
+        for i, src in enumerate(DISTRIBUTED_SOURCES):
+            ns = lab.namespace(f"a{i}")
+            subprocess.run(["ip", "link", "add", "eth0", "netns", ns.name, "type", "veth",
+                            "peer", "name", f"p{i}", "netns", victim.name], check=True, timeout=15)
+            victim.run(["ip", "link", "set", f"p{i}", "master", "br0"])
+            victim.run(["ip", "link", "set", f"p{i}", "up"])
+            ns.run(["ip", "addr", "add", f"{src}/24", "dev", "eth0"])
+            ns.run(["ip", "link", "set", "eth0", "up"])
+            attackers.append(ns)
+        victim.popen([sys.executable, "-c", LISTENERS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # bridge ports forwarding, listeners bound
+        dump = victim.popen(["tcpdump", "-i", "br0", "-s", "128", "-U", "-n", "-w", str(pcap), "not ip6"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert dump.stderr is not None
+        dump.stderr.readline()
+        time.sleep(0.3)
+        try:
+            scans = [ns.popen(distributed_argv(i), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for i, ns in enumerate(attackers)]
+            for proc in scans:
+                proc.wait(timeout=300)
+        finally:
+            time.sleep(1.0)
+            dump.terminate()
+            dump.wait(timeout=5)
+    size = pcap.stat().st_size
+    print(f"{pcap.stem}: {size} bytes", file=sys.stderr)
+    return {"file": pcap.name, "technique": "distributed-tcp-syn", "target": VICTIM, "ports": "1-70",
+            "sources": list(DISTRIBUTED_SOURCES),
+            "commands": {src: " ".join(distributed_argv(i)) for i, src in enumerate(DISTRIBUTED_SOURCES)},
+            "concurrent": True, "open_ports": [22],
+            "expected": {"detector": "scan_distributed", "technique": "T1046", "unanswered_ports": 69},
+            "configured": "detector defaults: [detectors.scan_distributed] ports 50, sources 5; each source's "
+                          "14 ports stay under [detectors.portscan] vertical_ports 30 and slow_ports 24",
+            "tool": "nmap", "tool_version": versions["nmap"],
+            "capture": f"tcpdump -s 128 on the victim's bridge ({versions['tcpdump']})",
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"), "bytes": size}
+
+
+HEADER = ("# Ground truth for the recorded scans in this folder (tests/support/record_scans.py).\n"
+          "# recorded: attacker and victim are network namespaces joined by a veth pair on 10.0.0.0/24;\n"
+          "# 10.0.1.0/24 is routed through the victim to a blackhole.\n"
+          "# distributed: five attacker namespaces on a bridge in the victim's namespace, one nmap each,\n"
+          "# run concurrently, each on its own slice of the victim's ports.\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Record into OUT (or the given folder) and write TRUTH.yaml beside the pcaps."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("out", nargs="?", type=Path, default=OUT)
+    parser.add_argument("--distributed", action="store_true",
+                        help="record only the distributed scan, keeping the other entries of TRUTH.yaml")
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    old = out / "TRUTH.yaml"
+    truth: dict[str, object] = yaml.safe_load(old.read_text()) if old.exists() else {}
+    if not args.distributed:
+        truth["recorded"] = record(out)
+    truth["distributed"] = [record_distributed(out)]
+    doc = {"recorded": truth.get("recorded", []), "distributed": truth["distributed"]}
+    old.write_text(HEADER + yaml.safe_dump(doc, sort_keys=False))
 
 
 if __name__ == "__main__":

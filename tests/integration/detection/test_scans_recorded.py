@@ -2,7 +2,7 @@
 edge cases: the right detector, technique, attacker, victim and ATT&CK ids, from packets and from the
 flow records of the same traffic; benign controls and the site's own scanner stay quiet.
 
-Ground truth: tests/data/captures/scans/TRUTH.yaml (recorded) and generated/GENERATED.yaml.
+Ground truth: tests/data/captures/scans/TRUTH.yaml (recorded, distributed) and generated/GENERATED.yaml.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ pytestmark = pytest.mark.integration
 
 SCANS = Path(__file__).resolve().parents[2] / "data" / "captures" / "scans"
 GENERATED_DIR = SCANS / "generated"
-TRUTH = yaml.safe_load((SCANS / "TRUTH.yaml").read_text())["recorded"]
+_TRUTH_DOC = yaml.safe_load((SCANS / "TRUTH.yaml").read_text())
+TRUTH = _TRUTH_DOC["recorded"]
+(DISTRIBUTED,) = _TRUTH_DOC["distributed"]
 GENERATED_TRUTH = {t["file"]: t for t in yaml.safe_load((GENERATED_DIR / "GENERATED.yaml").read_text())["generated"]}
 SCAN_DETECTORS = ("portscan", "sweep", "scan_distributed")
 
@@ -63,7 +65,7 @@ def matches(f: Finding, truth: dict[str, Any]) -> bool:
     if f.detector != detector or any(f.attributes.get(k) != v for k, v in attrs.items()):
         return False
     victim = f.attributes.get("targets") if f.attributes.get("shape") == "horizontal" else f.entities.get("victim")
-    return f.entities.get("attacker") == truth["attacker"] and victim == truth["victim"]
+    return bool(f.entities.get("attacker") == truth["attacker"] and victim == truth["victim"])
 
 
 @pytest.mark.parametrize("truth", TRUTH, ids=[t["file"] for t in TRUTH])
@@ -110,6 +112,43 @@ def test_allow_listed_scanner_is_counted_not_reported() -> None:
     assert scan.suppressed["10.0.0.9"] == 3  # SYN, UDP, horizontal
     sweep = next(d for d in pipeline.detectors if d.id == "sweep")
     assert sweep.suppressed["10.0.0.9"] == 1  # type: ignore[attr-defined]
+
+
+def distributed_matches(f: Finding, truth: dict[str, Any]) -> bool:
+    """True when the finding is the distributed scan of the truth's target by exactly its sources."""
+    return (f.detector == "scan_distributed" and f.entities.get("victim") == truth["target"]
+            and f.attributes.get("shape") == "distributed"
+            and sorted(f.attributes.get("sources", [])) == sorted(truth["sources"]))
+
+
+@pytest.mark.parametrize("path", ["packets", "flows"])
+def test_recorded_distributed_scan_names_every_source_and_the_target(path: str) -> None:
+    pcap = SCANS / DISTRIBUTED["file"]
+    assert pcap.stat().st_size < 200_000
+    events = list(read_packets(pcap)) if path == "packets" else flow_events(pcap)
+    findings = detect(events)
+    assert len(findings) == 1, [(f.title, f.attributes) for f in findings]
+    (f,) = findings
+    assert distributed_matches(f, DISTRIBUTED), (f.title, f.entities, f.attributes)
+    assert f.techniques == ("T1046",)  # private sources: discovery inside the network
+    assert "attacker" not in f.entities  # no one source is the attacker
+    # Ports 1-70 probed; 22 answered (the victim's open port), so 69 are evidence.
+    assert f.title == "Distributed TCP SYN port scan of 10.0.0.5 from 5 sources (69 ports)"
+    assert f.counts["distinct_ports"] == 69
+
+
+@pytest.mark.parametrize("source", DISTRIBUTED["sources"])
+def test_each_distributed_source_alone_stays_under_every_scan_threshold(source: str) -> None:
+    """What makes it distributed: one source's share of the recorded scan raises nothing."""
+    events = [e for e in read_packets(SCANS / DISTRIBUTED["file"]) if source in (e.src, e.dst)]
+    assert events
+    assert detect(events) == []
+
+
+def test_distributed_scan_from_the_sites_own_scanners_is_not_counted() -> None:
+    config = AgentConfig.model_validate({"assets": [{"cidr": "10.0.0.16/28", "name": "site-scanners",
+                                                     "scanner": True}]}).detectors
+    assert detect(list(read_packets(SCANS / DISTRIBUTED["file"])), config) == []
 
 
 GENERATED: list[tuple[str, str, str | None, str, tuple[str, ...], str]] = [
@@ -170,3 +209,23 @@ def test_live_recording_of_a_udp_scan(tmp_path: Path) -> None:
         record_scans.SCANS = keep
     findings = detect(list(read_packets(tmp_path / str(truth["file"]))))
     assert [f for f in findings if matches(f, truth)], [f.title for f in findings]
+
+
+@pytest.mark.privileged
+@pytest.mark.slow
+def test_live_recording_of_a_distributed_scan(tmp_path: Path) -> None:
+    """Record the five concurrent nmap scans between fresh namespaces, as record_scans.py does, and detect them."""
+    from tests.support import record_scans
+    from tests.support.netns import netns_skip_reason
+
+    reason = netns_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    for tool in ("nmap", "tcpdump"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs Debian's {tool}")
+    truth = record_scans.record_distributed(tmp_path)
+    findings = detect(list(read_packets(tmp_path / str(truth["file"]))))
+    assert [f.title for f in findings] == [
+        "Distributed TCP SYN port scan of 10.0.0.5 from 5 sources (69 ports)"]
+    assert distributed_matches(findings[0], truth)

@@ -52,6 +52,20 @@ RECORDED = {
     "beacon": "tests/integration/detection/test_behaviour.py",
     "exfil": "tests/integration/detection/test_behaviour.py",
     "snmp_abuse": "tests/integration/detection/test_behaviour.py",
+    "scan_distributed": "tests/integration/detection/test_scans_recorded.py",
+    "lateral": "tests/integration/detection/test_lateral_recorded.py",
+}
+# Every recorded capture under tests/data/captures (generated ones aside): folder -> (its truth file,
+# the detectors it is evidence for, its captures). beacon and exfil are recorded live by their test.
+CAPTURES = Path(__file__).resolve().parents[2] / "data" / "captures"
+RECORDED_CAPTURES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "scans": ("TRUTH.yaml", ("portscan", "sweep", "scan_distributed"), (
+        "nmap-syn.pcap", "nmap-udp.pcap", "nmap-fin.pcap", "nmap-null.pcap", "nmap-xmas.pcap", "nmap-ack.pcap",
+        "nmap-maimon.pcap", "nmap-window.pcap", "nmap-sctp-init.pcap", "nmap-ipproto.pcap", "nmap-sweep-arp.pcap",
+        "nmap-sweep-ip.pcap", "nmap-horizontal-22.pcap", "nmap-horizontal-udp-161.pcap", "masscan-syn.pcap",
+        "masscan-udp.pcap", "nmap-distributed.pcap")),
+    "lateral": ("TRUTH.yaml", ("lateral",), ("learning.pcap", "movement.pcap")),
+    "snmp": ("TRUTH.md", ("snmp_abuse",), ("guess.pcap", "set.pcap", "sweep.pcap", "walk.pcap")),
 }
 # Detectors whose generated evidence is not in the demo but in their own tests' generated data.
 GENERATED = {
@@ -61,8 +75,8 @@ GENERATED = {
     "lateral": "tests/unit/detection/test_lateral.py",
     "snmp_abuse": "tests/unit/detection/test_snmp_abuse.py",
 }
-# Known gaps, said here so that closing one is a visible change: no recorded real traffic yet.
-NO_REAL_TRAFFIC_YET = {"scan_distributed", "lateral"}
+# Known gaps, said here so that opening one is a visible change: detectors with no real traffic.
+NO_REAL_TRAFFIC_YET: set[str] = set()
 
 _cache: dict[str, list[Incident]] = {}
 
@@ -166,3 +180,16 @@ def test_every_detector_has_real_and_generated_samples() -> None:
     for det, test_file in {**RECORDED, **GENERATED}.items():
         assert det in (repo / test_file).read_text(encoding="utf-8"), (det, test_file)
     assert set(DETECTORS) - replayable == {"drift", "snmp_auth", "linkflap", "reboot", "ifanomaly"}
+
+
+def test_recorded_capture_inventory_is_complete_and_has_ground_truth() -> None:
+    """Every pcap under tests/data/captures is listed above, small, and named by its folder's truth file."""
+    on_disk = {p.relative_to(CAPTURES).as_posix() for p in CAPTURES.rglob("*.pcap") if "generated" not in p.parts}
+    listed = {f"{folder}/{name}" for folder, (_, _, names) in RECORDED_CAPTURES.items() for name in names}
+    assert on_disk == listed
+    for folder, (truth_file, detectors, names) in RECORDED_CAPTURES.items():
+        truth = (CAPTURES / folder / truth_file).read_text(encoding="utf-8")
+        for name in names:
+            assert name in truth, (folder, name)
+            assert (CAPTURES / folder / name).stat().st_size < 200_000, (folder, name)
+        assert set(detectors) <= {a[1] for a in ATTACKS} | set(RECORDED), (folder, detectors)
