@@ -41,7 +41,7 @@ class NetworkSet:
     def _lookup(self, address: str) -> bool:
         try:
             value = int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
-        except OSError:
+        except (OSError, ValueError):  # not IPv4 text; ValueError: an embedded NUL
             ip = _address(address)
             hit = ip is not None and any(ip.version == n.version and ip in n for n in self.networks)
         else:

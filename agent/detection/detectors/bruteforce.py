@@ -43,7 +43,10 @@ class BruteForceDetector(Detector):
         """Count failures (AUTH) and new SSH connections (NETWORK)."""
         if ev.kind == AUTH:
             self._auth(ev)
-        elif ev.dport in self.ssh_ports and ev.flags & (SYN | ACK) == SYN and ev.proto == "tcp":
+        elif ev.dport in self.ssh_ports and ev.proto == "tcp" and ev.flags & SYN and (
+                not ev.flags & ACK or _is_flow(ev)):
+            # A flow record (NetFlow, Zeek conn) ORs the client's SYN with its handshake ACK: one
+            # record with SYN towards the port is one new connection, as the bare SYN is for packets.
             self._connection(ev)
 
     def _auth(self, ev: Event) -> None:
@@ -94,3 +97,8 @@ class BruteForceDetector(Detector):
                     evidence="repeated short SSH connections")
         if st.finding is not None:
             st.update(ev, "connections")
+
+
+def _is_flow(ev: Event) -> bool:
+    attrs = ev.attrs
+    return attrs is not None and attrs.get("flow") is True

@@ -34,6 +34,7 @@ NAMES = {TCP_SYN: "TCP SYN", TCP_FIN: "TCP FIN", TCP_NULL: "TCP NULL", TCP_XMAS:
          IP_PROTOCOL: "IP protocol"}
 
 FLOW_PROBE_PACKETS = 3      # a flow of more packets than this is a conversation, not a probe
+ANSWERED_UDP = frozenset({"SF", "SHR"})  # Zeek conn_state of a UDP record whose responder answered
 FLOW_BARE_BYTES = 64        # per packet: a TCP probe carries headers only
 FLOW_UDP_PROBE_BYTES = 512  # per flow: a UDP probe is one small datagram (nmap's payloads included)
 TRACEROUTE_PORTS = range(33434, 33535)  # classic UDP traceroute walks these on one host
@@ -80,6 +81,8 @@ def probe(ev: Event) -> str | None:
             return None  # a service answering a client, peers of one protocol (NTP, IKE), a traceroute
         attrs = ev.attrs
         if attrs is not None and attrs.get("flow"):
+            if attrs.get("conn_state") in ANSWERED_UDP:
+                return None  # Zeek saw the service answer (both directions are one conn.log record)
             packets = _int(attrs.get("packets"))
             if not 0 < packets <= FLOW_PROBE_PACKETS or _int(attrs.get("bytes")) > FLOW_UDP_PROBE_BYTES:
                 return None

@@ -147,20 +147,9 @@ DIFFERENCES: dict[tuple[str, str], tuple[frozenset[str], str, str]] = {
         frozenset({"portscan"}), NATURE,
         ("the scan is seen only by the ICMP port unreachables; conn.log logs them as ICMP connections (type 3, "
          "code 3) without the UDP port each quotes")),
-    ("ssh-bruteforce", "flows"): (
-        frozenset({"bruteforce"}), GAP,
-        ("the bruteforce detector counts an SSH connection only by a SYN without ACK; a flow record ORs the "
-         "client's SYN with its handshake ACK, so no record counts (fix: also count a flow record, "
-         "attrs['flow'], with SYN set towards an SSH port)")),
 }
 # (activity, path) -> (the detector families that path wrongly adds on a benign control, GAP, why).
-FALSE_ALARMS: dict[tuple[str, str], tuple[frozenset[str], str, str]] = {
-    ("generated-benign-ntp-snmp", "zeek"): (
-        frozenset({"portscan"}), GAP,
-        ("a UDP conn.log record holds both directions: the SNMP manager's polls read as unanswered UDP probes "
-         "(2 packets, small) although conn_state SF says every agent answered; packets and one-way flows see "
-         "the answers (fix: scan_probe.probe returns None for a UDP flow record whose conn_state is SF or SHR)")),
-}
+FALSE_ALARMS: dict[tuple[str, str], tuple[frozenset[str], str, str]] = {}
 # (activity, path) -> (NetFlow versions, why) where the path reports one attack as two findings.
 SPLITS: dict[tuple[str, str], tuple[tuple[int, ...], str]] = {
     ("nmap-ipproto", "flows"): (

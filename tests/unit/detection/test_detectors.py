@@ -258,3 +258,18 @@ def test_detectors_never_fail_on_malformed_events(events: list[Event]) -> None:
     for f in pipeline.findings:
         assert f.first_seen <= f.last_seen
         assert all(isinstance(v, str) for v in f.entities.values())
+
+
+def test_bruteforce_counts_flow_records_of_new_ssh_connections() -> None:
+    """A flow record ORs the client's SYN with its handshake ACK; one with SYN is one new connection."""
+    from watchstander.connectors.events import FIN, PSH
+
+    def record(i: int, flags: int, dport: int = 22, sport: int = 50000) -> Event:
+        return Event(i * 2.0, "test", NETWORK, "198.51.100.4", "10.0.0.22", sport + i, dport, "tcp", flags,
+                     attrs={"flow": True, "packets": 14, "bytes": 2900, "duration": 1.5}, ref=f"t#{i}")
+    found = [f for f in run([record(i, SYN | ACK | PSH | FIN) for i in range(12)]) if f.detector == "bruteforce"]
+    assert [f.entities["attacker"] for f in found] == ["198.51.100.4"]
+    # the server's side of each flow (SYN+ACK from port 22) and ACK-only records cut mid-connection do not count
+    quiet = [record(i, SYN | ACK | PSH | FIN, dport=50000 + i, sport=22 - i) for i in range(12)]
+    quiet += [record(i, ACK | PSH) for i in range(12)]
+    assert [f for f in run(quiet) if f.detector == "bruteforce"] == []

@@ -262,3 +262,12 @@ def test_scan_detectors_never_fail_on_hostile_events(events: list[Event]) -> Non
                 det.feed(ev)  # no barrier here: an exception fails the test with its traceback
     for f in findings:
         assert f.first_seen <= f.last_seen and all(isinstance(v, str) for v in f.entities.values())
+
+
+def test_zeek_udp_records_the_agent_answered_are_no_probes() -> None:
+    """One conn.log record holds both directions: conn_state SF/SHR says the agent answered the manager."""
+    def conn(i: int, state: str) -> Event:
+        return pkt(i * 0.01, "10.0.0.2", f"10.0.3.{i % 150 + 1}", 45000, 161, "udp",
+                   attrs={"flow": True, "packets": 2, "bytes": 150, "duration": 0.01, "conn_state": state})
+    assert run([conn(i, "SF" if i % 2 else "SHR") for i in range(300)]) == []
+    assert run([conn(i, "S0") for i in range(150)])  # unanswered: the same records are a scan
