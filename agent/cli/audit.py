@@ -20,7 +20,7 @@ from typing import Any
 from ..control.audit_methods import MAX_PAGE, normalise_since, record_page, verify_result
 from ..control.client import via_daemon_or_local
 from ..errors import EXIT_OK, Exit, InputError
-from ..store.seal import SealPaths, seal_paths
+from ..store.seal import SealError, SealPaths, key_id, load_public_key, load_signing_key, public_pem, seal_paths
 from .context import Context
 
 EXIT_AUDIT_BROKEN = Exit.AUDIT_BROKEN
@@ -45,6 +45,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     verify.add_argument("--local", action="store_true",
                         help="read the store file named by the config even when a daemon is running")
     verify.set_defaults(handler=cmd_audit_verify)
+
+    key = audit_sub.add_parser("key", parents=[parent],
+                               help="print this node's audit verification key (PEM) to give to auditors and "
+                                    "to the other nodes' [audit] trusted_keys",
+                               description="Prints the public half of this node's checkpoint signing key; its "
+                                           "key id goes to standard error. Reads the files only, never the daemon.")
+    key.set_defaults(handler=cmd_audit_key)
 
     export = audit_sub.add_parser("export", parents=[parent], help="write the records as JSON lines or CEF",
                                   description="One record per line, in sequence order. jsonl carries seq, time, "
@@ -86,7 +93,8 @@ def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
     params: dict[str, Any] = {"public_key": pem.decode("ascii", "replace")} if pem is not None else {}
     result = via_daemon_or_local(
         ctx, "audit.verify", params,
-        lambda _who: verify_result(ctx.query_app.audit, ctx.query_store, _seal_paths(ctx), pem), local=args.local)
+        lambda _who: verify_result(ctx.query_app.audit, ctx.query_store, _seal_paths(ctx), pem,
+                                   ctx.config.audit.trusted_keys), local=args.local)
     if args.format == "json":
         print(json.dumps(result, sort_keys=True))
         return EXIT_OK if result["ok"] else EXIT_AUDIT_BROKEN
@@ -101,10 +109,37 @@ def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
     else:
         print(f"checkpoints: {result['checkpoints']} signed by key {result['key']}, "
               f"sealed through record {result['sealed_through']}")
+        for signer in result.get("signers") or []:
+            if not signer.get("own"):
+                print(f"checkpoints: {signer['checkpoints']} signed by trusted key {signer['key']}, "
+                      f"sealed through record {signer['sealed_through']}")
         unsealed = result.get("unsealed") or []
         if unsealed:
             print(f"not yet sealed: records {unsealed[0]}-{unsealed[-1]} ({len(unsealed)})")
+        for row in result.get("untrusted") or []:
+            print(f"ignored: {row['checkpoints']} checkpoints in the store signed by key "
+                  f"{escape_text(str(row['key']))}, which is not in [audit] trusted_keys")
+        for note in result.get("notes") or []:
+            print(f"note: {escape_text(str(note))}", file=sys.stderr)
     return EXIT_OK if result["ok"] else EXIT_AUDIT_BROKEN
+
+
+def cmd_audit_key(args: argparse.Namespace, ctx: Context) -> int:
+    """Print this node's verification key (PEM) on standard output and its key id on standard error."""
+    paths = _seal_paths(ctx)
+    try:
+        if paths.public_key.exists():
+            public = load_public_key(paths.public_key)
+        elif paths.signing_key.exists():
+            public = load_signing_key(paths.signing_key).public_key()
+        else:
+            raise InputError(f"no audit signing key yet at {paths.signing_key}: the daemon creates it (and "
+                             f"{paths.public_key}) at its first seal")
+    except SealError as exc:
+        raise InputError(str(exc)) from exc
+    sys.stdout.write(public_pem(public).decode("ascii"))
+    print(f"key id {key_id(public)} ({paths.public_key})", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_audit_export(args: argparse.Namespace, ctx: Context) -> int:

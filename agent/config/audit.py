@@ -17,3 +17,6 @@ class AuditConfig(Frozen):
     public_key: Path | None = Field(None, description="the verification key; the auditor should hold a copy")
     checkpoints: Path | None = Field(None, description="append-only JSON lines of signed checkpoints")
     seal_every: int = Field(64, ge=1, le=1_000_000, description="seal at least every N records")
+    trusted_keys: tuple[Path, ...] = Field(
+        (), description="other nodes' verification keys (PEM) whose checkpoints in a shared store are trusted; "
+                        "keys found in the database never are")

@@ -6,15 +6,16 @@ The same functions serve the daemon and the in-process CLI, so both modes print 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from ..store.audit import AuditLog, audit_log
 from ..store.engine import Store
-from ..store.seal import SealPaths, SealError, Sealer, load_public_key, parse_public_key, verify_sealed
+from ..store.seal import Sealer, SealError, SealPaths, load_public_key, parse_public_key, verify_sealed
 from .errors import InvalidParams
 from .identity import Identity
 from .registry import MethodRegistry
@@ -23,29 +24,36 @@ MAX_PAGE = 1000
 
 
 def verify_result(audit: AuditLog, store: Store | None = None, paths: SealPaths | None = None,
-                  public_pem: bytes | None = None) -> dict[str, Any]:
+                  public_pem: bytes | None = None, trusted_keys: Sequence[Path] | None = None) -> dict[str, Any]:
     """Walk the chain and check its signed checkpoints; the outcome as plain data.
 
     The verification key is the one given (the auditor's own copy), else the one next to the
-    signing key. Without either, only the unkeyed chain is walked and `sealing` says so.
+    signing key. Without either, only the unkeyed chain is walked and `sealing` says so. Other
+    nodes' checkpoints in a shared store count when their keys are in `trusted_keys` (by default
+    the sealer's `[audit] trusted_keys`).
     """
-    if paths is None and isinstance(audit.sealer, Sealer):
-        paths = audit.sealer.paths
+    if isinstance(audit.sealer, Sealer):
+        paths = paths or audit.sealer.paths
+        trusted_keys = audit.sealer.trusted_keys if trusted_keys is None else trusted_keys
     public = None
     try:
         if public_pem is not None:
             public = parse_public_key(public_pem)
         elif paths is not None and paths.public_key.exists():
             public = load_public_key(paths.public_key)
+        trusted = [load_public_key(path) for path in trusted_keys or ()]
     except SealError as exc:
         raise InvalidParams(str(exc)) from exc
     if public is None or paths is None or store is None:
         r = audit.verify()
         return {"ok": r.ok, "checked": r.checked, "broken_seq": r.broken_seq, "reason": r.reason}
-    s = verify_sealed(audit, store, paths.checkpoints, public)
+    s = verify_sealed(audit, store, paths.checkpoints, public, trusted)
     return {"ok": s.ok, "checked": s.checked, "broken_seq": s.broken_seq, "reason": s.reason, "sealing": True,
             "checkpoints": s.checkpoints, "sealed_through": s.sealed_through, "unsealed": list(s.unsealed),
-            "key": s.key}
+            "key": s.key,
+            "signers": [{"key": x.key, "checkpoints": x.checkpoints, "sealed_through": x.sealed_through, "own": x.own}
+                        for x in s.signers],
+            "untrusted": [{"key": k, "checkpoints": n} for k, n in s.untrusted], "notes": list(s.notes)}
 
 
 def record_page(store: Store, after_seq: int = 0, limit: int = MAX_PAGE, since: str | None = None) -> dict[str, Any]:

@@ -559,12 +559,14 @@ class ReviewQueue:
         t = audit_log
         # An approval counts only if its audit record is vouched for by a signed checkpoint: a row
         # someone wrote into the database (and re-chained) has none (docs/security-audit.md).
-        audited = {json.loads(r.data).get("approver") for r in c.execute(
-            select(t.c.seq, t.c.data).where(t.c.subject == f"suggestion:{s.id}", t.c.action == "suggestion.approve"))
-            if self._audit.is_sealed(r.seq, conn=c)}
+        rows = c.execute(select(t.c.seq, t.c.data).where(
+            t.c.subject == f"suggestion:{s.id}", t.c.action == "suggestion.approve")).all()
+        unsealed = [r.seq for r in rows if not self._audit.is_sealed(r.seq, conn=c)]
+        audited = {json.loads(r.data).get("approver") for r in rows if r.seq not in unsealed}
         if not {a.approver for a in s.approvals} <= audited:
-            raise ParametersTampered(f"suggestion #{s.id}: an approval is missing from the audit log or not sealed",
-                                     s.id)
+            why = "; ".join(filter(None, (self._audit.why_unsealed(seq, conn=c) for seq in unsealed)))
+            raise ParametersTampered(f"suggestion #{s.id}: an approval is missing from the audit log or not sealed"
+                                     + (f" ({why})" if why else ""), s.id)
 
     def _audit_record(self, c: Connection, seq: int | None, action: str, subject: str) -> dict[str, Any] | None:
         """The data of one audit record if it is intact and still linked to the chain, else None."""

@@ -3,7 +3,9 @@
 Each record's hash covers its own fields and the previous record's hash. A separate head row
 remembers the last sequence number and hash, so that truncating the newest records shows too.
 The chain alone only proves consistency: anyone who can write the database can re-chain it.
-With a sealer (`seal.py`), appends are vouched for by signed checkpoints kept outside the store.
+With a sealer (`seal.py`), appends are vouched for by signed checkpoints: each node keeps its own
+copy in a file outside the store and writes the same lines into `audit_checkpoints`, in the
+appending transaction, so that every node sharing the store can check every other node's seals.
 """
 
 from __future__ import annotations
@@ -45,12 +47,32 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# Version 2: every signer's checkpoints, one chain per key, the exact signed line kept as written.
+# The columns beside `line` are for finding rows; readers trust only what the line's signature covers.
+_checkpoints_meta = MetaData()
+audit_checkpoints = Table(
+    "audit_checkpoints", _checkpoints_meta,
+    Column("key", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("head", String(64), nullable=False),
+    Column("time", String(40), nullable=False),
+    Column("prev", String(64), nullable=False),
+    Column("unvouched", Text, nullable=False),
+    Column("sig", String(200), nullable=False),
+    Column("line", Text, nullable=False),
+)
+
 
 def _v1(conn: Connection) -> None:
     _meta.create_all(conn)
 
 
-SCHEMA = Component("audit", (_v1,))
+def _v2(conn: Connection) -> None:
+    """Signed checkpoints in the store, so that nodes sharing it can check each other's seals."""
+    _checkpoints_meta.create_all(conn)
+
+
+SCHEMA = Component("audit", (_v1, _v2))
 
 
 def lock_chain(conn: Connection) -> None:
@@ -110,6 +132,9 @@ class Sealer(Protocol):
     def is_sealed(self, conn: Connection, seq: int) -> bool:
         """Whether record `seq` is covered by a valid checkpoint and matches it."""
 
+    def why_unsealed(self, conn: Connection, seq: int) -> str:
+        """Why record `seq` is not sealed, for a person (which keys cover it, and that they are not trusted)."""
+
 
 class AuditLog:
     """Appends to and verifies the hash-chained audit log in the store."""
@@ -154,6 +179,15 @@ class AuditLog:
             return self.sealer.is_sealed(conn, seq)
         with self._store.engine.connect() as own:
             return self.sealer.is_sealed(own, seq)
+
+    def why_unsealed(self, seq: int, conn: Connection | None = None) -> str:
+        """Why record `seq` is not sealed (an empty string without a sealer)."""
+        if self.sealer is None:
+            return ""
+        if conn is not None:
+            return self.sealer.why_unsealed(conn, seq)
+        with self._store.engine.connect() as own:
+            return self.sealer.why_unsealed(own, seq)
 
     def records(self, since: datetime | None = None) -> Iterator[AuditRecord]:
         """Every record in sequence order (optionally from `since` on)."""
