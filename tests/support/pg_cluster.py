@@ -22,6 +22,7 @@ from watchstander.agent.store.approvals import ApprovalStore
 from watchstander.agent.store.audit import AuditLog
 from watchstander.agent.store.engine import Store
 from watchstander.agent.store.schema import open_store
+from watchstander.agent.store.seal import Sealer
 from watchstander.playbooks import load_library
 
 REQUESTER = "uid:1001:alice"
@@ -57,10 +58,11 @@ def write_library(folder: Path, risk: str) -> Path:
     return folder
 
 
-def build_queue(url: str, library: Path, store: Store | None = None) -> tuple[ReviewQueue, ApprovalStore, AuditLog]:
+def build_queue(url: str, library: Path, store: Store | None = None,
+                sealer: Sealer | None = None) -> tuple[ReviewQueue, ApprovalStore, AuditLog]:
     """A review queue over `store` (else the store at `url`, not migrated here) with the folder's playbooks."""
     store = store or open_store(url, migrate=False)
-    audit = AuditLog(store, system_clock)
+    audit = AuditLog(store, system_clock, sealer=sealer)
     approvals = ApprovalStore(store, audit, system_clock)
     cfg = PolicyConfig()
     catalogue = load_library([library], include_shipped=False)

@@ -30,6 +30,7 @@ from watchstander.agent.store.audit import AuditLog
 from watchstander.agent.store.incidents import findings, incidents
 from watchstander.agent.store.runs import runs
 from watchstander.agent.store.schema import open_store
+from watchstander.agent.store.seal import SealPaths, Sealer
 from watchstander.agent.store.suggestions import suggestions
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -119,7 +120,14 @@ def test_three_runners_run_each_of_ten_approved_suggestions_exactly_once(postgre
     library = write_library(tmp_path / "library", "low")
     own = open_store(postgres_url, migrate=False)
     request.addfinalizer(own.close)
-    queue, approvals, _audit = build_queue(postgres_url, library, own)
+    # The approvals are sealed by another node's key ("approver-node"); the three runners sign with one of their
+    # own and trust that key: a claim checks every approval is vouched for by a trusted signer.
+    approver_node = SealPaths(tmp_path / "approver" / "seal.key", tmp_path / "approver" / "seal.pub",
+                              tmp_path / "approver" / "checkpoints.jsonl")
+    approver_node.signing_key.parent.mkdir()
+    sealer = Sealer(approver_node)
+    queue, approvals, _audit = build_queue(postgres_url, library, own, sealer=sealer)
+    sealer.key  # noqa: B018  (writes the public half the runners trust)
     ids = propose(queue, approvals, library, 10)
     for sid in ids:
         assert queue.approve(sid, "uid:1002:bob").state == "approved"
@@ -127,8 +135,10 @@ def test_three_runners_run_each_of_ten_approved_suggestions_exactly_once(postgre
     config.write_text(f'[store]\nurl = "{postgres_url}"\n[playbooks]\ndirs = ["{library}"]\n'
                       f'[runner]\ncapture_dir = "{tmp_path / "captures"}"\n'
                       f'credentials_dir = "{tmp_path / "credentials"}"\n'
-                      # Checkpoints are a file per host: sealed approvals do not yet span nodes (see deployment.md).
-                      '[audit]\nseal = false\n', encoding="utf-8")
+                      f'[audit]\nsigning_key = "{tmp_path / "runners-seal.key"}"\n'
+                      f'public_key = "{tmp_path / "runners-seal.pub"}"\n'
+                      f'checkpoints = "{tmp_path / "runners-checkpoints.jsonl"}"\n'
+                      f'trusted_keys = ["{approver_node.public_key}"]\n', encoding="utf-8")
     ctx = spawn()
     go, out = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=runner_worker, args=(str(config), f"node{i}", 60.0, go, out)) for i in range(3)]
