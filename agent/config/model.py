@@ -35,12 +35,43 @@ class StoreConfig(Frozen):
     """Where incidents, suggestions and tracking state live (an SQLAlchemy URL)."""
 
     url: str | None = Field(default=None, description="SQLAlchemy URL; default depends on the user")
+    spool: Path | None = Field(default=None, description="the local findings spool kept while the store is "
+                                                         "unreachable; default beside a SQLite store, else "
+                                                         "<state dir>/findings-spool.db")
+    spool_max_findings: int = Field(100_000, ge=1, le=100_000_000,
+                                    description="findings the spool holds; beyond, the oldest are dropped (counted)")
+    spool_max_mb: float = Field(256.0, gt=0, le=1_048_576,
+                                description="megabytes of findings the spool holds; beyond, the oldest are dropped")
+
+    @field_validator("spool")
+    @classmethod
+    def _spool_is_a_file_path(cls, v: Path | None) -> Path | None:
+        if v is not None and (str(v) in ("", ".") or "\x00" in str(v)):
+            raise ValueError(f"not a file path: {str(v)!r}")
+        return v
 
     def resolved_url(self, env: Mapping[str, str] | None = None) -> str:
         """The URL to open: the configured one, or the per-user default location."""
         if self.url:
             return self.url
         return f"sqlite:///{default_state_dir(env) / 'watchstander.db'}"
+
+    def resolved_spool(self, env: Mapping[str, str] | None = None) -> Path:
+        """The spool file: the configured one; beside a SQLite store file; else in the state directory."""
+        if self.spool is not None:
+            return self.spool
+        url = self.resolved_url(env)
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):
+            database = url[len("sqlite:///"):].split("?", 1)[0]
+            if database and database != ":memory:":
+                db = Path(database)
+                return db.with_name(f"{db.stem}-findings-spool.db")
+        return default_state_dir(env) / "findings-spool.db"
+
+    @property
+    def spool_max_bytes(self) -> int:
+        """`spool_max_mb` in bytes."""
+        return max(1, int(self.spool_max_mb * 1024 * 1024))
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -10,6 +10,14 @@ A flush that fails keeps its findings until they are stored: a store that cannot
 in systemd's STATUS=; a finding that cannot be stored at all is isolated by splitting the batch,
 logged, counted (`poisoned_findings`) and dropped so that the rest is stored. SIGHUP reloads the
 configuration, the playbooks and the guidance catalogues after validating them all (`reload`).
+
+While the store cannot be reached, detection goes on and the unstored snapshots go to the local
+findings spool (`spool.py`, `[store] spool`): bounded, oldest dropped first and counted, kept
+across a restart. When the store answers again the spool is delivered oldest first, in batches,
+before anything new; each batch leaves the spool only once the store committed it. A sensor
+whose PostgreSQL server is down at start-up starts anyway, spooling (the runs a previous process
+left are recovered, and runs dispatched, only once the store is back); a SQLite store that
+cannot be written still stops start-up, naming the file, its owner and mode.
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ import pwd
 import signal
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from watchstander.connectors.events import Event
 from watchstander.guidance.errors import GuidanceError
@@ -43,11 +53,13 @@ from ..detection.detectors.lateral import LateralMovementDetector
 from ..detection.pipeline import Pipeline
 from ..errors import ConfigError, StoreError, WatchstanderError
 from ..models import Finding, Incident
-from ..store.engine import Store
+from ..store.engine import Store, migrate_store
 from ..store.lateral import LateralStore
+from ..store.schema import COMPONENTS
 from .jobs import Jobs
 from .registry import SOURCE_KINDS
 from .sources import Checkpointing, Sink, Source, SourceFactory, build_sources
+from .spool import Spool, SpoolError
 from .syslog import SyslogTcp, SyslogTls, SyslogUdp
 from .systemd import sd_notify, watchdog_interval_s
 
@@ -57,8 +69,11 @@ STOP_GRACE_S = 20.0
 # A failing store is retried after 1, 2, 4 ... seconds, never more than a minute apart.
 FLUSH_BACKOFF_FIRST_S = 1.0
 FLUSH_BACKOFF_MAX_S = 60.0
-# Errors that say the store cannot be written now, whatever is in the batch: retry it whole.
-STORE_UNAVAILABLE = (StoreError, OSError)
+# Errors that say the store cannot be written now, whatever is in the batch: retry it whole (spooled).
+# The SQLAlchemy ones reach here raw from reads outside `Store.begin` (a dead PostgreSQL server).
+STORE_UNAVAILABLE = (StoreError, OSError, OperationalError, InterfaceError, DisconnectionError)
+# Spooled findings go to the store this many at a time, oldest first.
+SPOOL_BATCH = 500
 # Sections a reload cannot apply: they hold open sockets, the store or the process's logging.
 RESTART_SECTIONS = ("store", "control", "logging", "metrics", "console")
 # Sections the sources read when they are built: a change restarts every source.
@@ -67,6 +82,7 @@ SOURCE_SECTIONS = ("sources", "devices")
 RUN_SECTIONS = ("runner", "devices", "notify")
 
 Reloader = Callable[[], AgentConfig]
+Settle = Callable[[list[Any], bool], Awaitable[None]]
 
 
 def _snapshot(f: Finding) -> Finding:
@@ -134,6 +150,11 @@ def store_write_problem(url: str) -> str | None:
     return None
 
 
+def is_network_store(url: str) -> bool:
+    """Whether the store is a server reached over the network (PostgreSQL), not a local SQLite file."""
+    return make_url(url).get_backend_name() != "sqlite"
+
+
 def probe_store_write(store: Store, url: str) -> None:
     """Write (and keep unchanged) one row of the store, or raise StoreError naming the file, owner and mode."""
     try:
@@ -153,11 +174,23 @@ class Daemon:
         self.config = app.config
         self.actor = actor
         app.triage  # noqa: B018  (a bad triage config or key stops start-up)
+        # Detectors that could not load what they learned (the store was unreachable): attached when it is back.
+        self._unattached: list[LateralMovementDetector] = []
         self.pipeline = self._pipeline(app.config.detectors)
         self._kinds = SOURCE_KINDS if source_kinds is None else source_kinds
         self.sources: list[Source] = build_sources(app, self._kinds)
         self.runs = RunService(app)
+        # False while a sensor started without its store: until it is reached, migrated and the runs a
+        # previous process left are recovered, findings are only spooled and no run is dispatched.
+        self._store_ready = True
+        self._recovering: asyncio.Task[None] | None = None
         self.jobs = Jobs(app, self.flush, self.runs, actor)
+        store_cfg = app.config.store
+        self.spool_path = store_cfg.resolved_spool()
+        self._spool_bounds = (store_cfg.spool_max_findings, store_cfg.spool_max_bytes)
+        self._spool: Spool | None = None
+        self._spool_dropped_before = 0  # the spool's dropped count when this outage began
+        self._spool_full_logged = False
         self._persisted: dict[int, tuple[int, float]] = {}
         self._flush_lock = asyncio.Lock()
         self._reload_lock = asyncio.Lock()
@@ -184,8 +217,28 @@ class Daemon:
 
     @property
     def pending_findings(self) -> int:
-        """Findings waiting to be stored (all of them are retried until stored or found poisoned)."""
-        return len(self._pending)
+        """Findings waiting to be stored, in memory and in the spool (retried until stored or found poisoned)."""
+        return len(self._pending) + self.spool_findings
+
+    @property
+    def spool_findings(self) -> int:
+        """Findings in the local spool."""
+        return 0 if self._spool is None else self._spool.depth
+
+    @property
+    def spool_bytes(self) -> int:
+        """Bytes of the findings in the local spool."""
+        return 0 if self._spool is None else self._spool.bytes
+
+    @property
+    def spool_dropped(self) -> int:
+        """Spooled findings dropped, oldest first, to keep the spool within its bounds (ever, in its file)."""
+        return 0 if self._spool is None else self._spool.dropped
+
+    @property
+    def spool_delivered(self) -> int:
+        """Spooled findings the store committed (ever, in the spool's file)."""
+        return 0 if self._spool is None else self._spool.delivered
 
     @property
     def flush_failing_for_s(self) -> float:
@@ -214,20 +267,79 @@ class Daemon:
 
     async def start(self) -> None:
         """Check the store is writable, then start every source, the scheduled jobs and the watchdog."""
-        # Never run as if healthy on a store every flush would fail on (StoreError names the file).
-        await asyncio.get_running_loop().run_in_executor(
-            None, probe_store_write, self.app.store, self.config.store.resolved_url())
-        # Before anything runs: runs a previous process left behind are interrupted, never repeated.
-        await self.runs.recover_and_alert(self.actor)
-        self._sink = Sink(asyncio.get_running_loop(), self.feed)
+        loop = asyncio.get_running_loop()
+        url = self.config.store.resolved_url()
+        if self.spool_path.exists():  # left by a previous process: delivered before anything new
+            self._spool = await loop.run_in_executor(None, self._open_spool)
+            self._spool_dropped_before = self._spool.dropped
+            if self._spool.depth:
+                log.warning("%d finding(s) left in the spool %s by a previous process: delivered first "
+                            "(%d dropped there, oldest first, over the spool's life)",
+                            self._spool.depth, self.spool_path, self._spool.dropped)
+        try:
+            # Never run as if healthy on a SQLite store every flush would fail on (StoreError names the file).
+            await loop.run_in_executor(None, probe_store_write, self.app.store, url)
+        except StoreError as exc:
+            if not is_network_store(url):
+                raise
+            self._start_buffering(url, exc)
+        else:
+            # Before anything runs: runs a previous process left behind are interrupted, never repeated.
+            await self.runs.recover_and_alert(self.actor)
+        self._sink = Sink(loop, self.feed)
         for source in self.sources:
             await source.start(self._sink)
         self.jobs.start()
+        if not self._store_ready:  # after the jobs started: this task swaps them once the store is back
+            self._recovering = asyncio.create_task(self._recover_runs_when_back(), name="recover-runs")
         interval = watchdog_interval_s()
         if interval is not None:
             self._watchdog = asyncio.create_task(self._ping_watchdog(interval), name="watchdog")
         log.info("listening: %s; jobs: %s", "; ".join(s.describe() for s in self.sources) or "no sources",
                  ", ".join(self.jobs.names()))
+
+    def _start_buffering(self, url: str, exc: StoreError) -> None:
+        # A sensor keeps detecting while its shared store is down; what it finds is spooled.
+        shown = make_url(url).render_as_string(hide_password=True)
+        log.error("the store %s cannot be reached (%s): starting anyway, findings are kept in the spool %s "
+                  "until it is back; runs wait for it", shown, _one_line(exc), self.spool_path)
+        self._store_ready = False
+        self.jobs = self._new_jobs()
+        self._failed(exc, quiet=True)
+        sd_notify(f"STATUS=store unreachable since start-up; findings spooled to {self.spool_path}: "
+                  f"{self.last_flush_error}")
+
+    def _new_jobs(self) -> Jobs:
+        # No run is dispatched or reverted before the runs a previous process left are recovered.
+        return Jobs(self.app, self.flush, self.runs if self._store_ready else None, self.actor)
+
+    async def _recover_runs_when_back(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = FLUSH_BACKOFF_FIRST_S
+        url = self.config.store.resolved_url()
+        last = self.last_flush_error
+        while True:
+            try:
+                # Opened without its migrations (the server was down): applied now, before anything is written.
+                await loop.run_in_executor(None, migrate_store, self.app.store, COMPONENTS)
+                await loop.run_in_executor(None, probe_store_write, self.app.store, url)
+                await self.runs.recover_and_alert(self.actor)
+                break
+            except STORE_UNAVAILABLE as exc:
+                problem = _one_line(exc)
+                if problem != last:  # a schema too new, say, is not the outage the start-up line named
+                    log.warning("the store is not ready yet, trying again every %.0f s at most: %s",
+                                FLUSH_BACKOFF_MAX_S, problem)
+                    last = problem
+                await asyncio.sleep(delay)
+                delay = min(FLUSH_BACKOFF_MAX_S, delay * 2)
+        self._store_ready = True
+        self._attach_memories()
+        async with self._reload_lock:  # a reload swaps the jobs too
+            self.jobs.stop()
+            self.jobs = self._new_jobs()
+            self.jobs.start()
+        log.info("the store is reachable: runs recovered, dispatch started, the spool is delivered next")
 
     async def _ping_watchdog(self, interval: float) -> None:
         # Sent from the loop itself: a loop stuck in a blocking call stops pinging and systemd restarts us.
@@ -251,19 +363,23 @@ class Daemon:
                 self._persisted[id(f)] = sig
                 self._pending[id(f)] = (f, _snapshot(f))  # a newer snapshot replaces an unstored older one
         self._forget_finished()
-        if not self._pending:
+        if not self._pending and not self.spool_findings:
             self._checkpointed(checkpoints)
             return 0
-        if not now and time.monotonic() < self._retry_at:
-            return 0  # backing off: the store failed a moment ago
+        if not self._store_ready or (not now and time.monotonic() < self._retry_at):
+            # Backing off: the store failed a moment ago. What changed meanwhile waits on disk, not in memory.
+            await self._spool_pending()
+            return 0
         started = time.monotonic()
-        incidents, failure = await self._store([(key, snap) for key, (_, snap) in self._pending.items()])
+        incidents, failure = await self._deliver()
         self.last_flush_duration_s = time.monotonic() - started
         self.incidents_written += len(incidents)
         for inc in incidents:  # also those of a batch the store failed part of the way through
             log.info("incident %s [%s] %s", inc.id, inc.verdict.severity if inc.verdict else inc.severity, inc.title)
         if failure is not None:
             self._failed(failure)
+            # No checkpoint: positions live in the store, and a crash meanwhile re-reads (never loses) input.
+            await self._spool_pending()
             return len(incidents)
         self._recovered()
         self._checkpointed(checkpoints)
@@ -272,8 +388,71 @@ class Daemon:
             self.on_flush(len(incidents))
         return len(incidents)
 
-    async def _store(self, batch: list[tuple[int, Finding]]) -> tuple[list[Incident], Exception | None]:
-        """Store `batch`, splitting it to isolate findings that cannot be stored; returns the store's failure."""
+    async def _deliver(self) -> tuple[list[Incident], Exception | None]:
+        """Store the spool, oldest first, then what is pending in memory; stops at the first store failure."""
+        loop = asyncio.get_running_loop()
+        out: list[Incident] = []
+        spool = self._spool
+        while spool is not None and spool.depth:
+            try:
+                batch = await loop.run_in_executor(None, spool.peek, SPOOL_BATCH)
+            except SpoolError as exc:
+                log.error("%s; the spooled findings stay there", exc)
+                break
+            if not batch:
+                continue  # every entry read was undecodable (set aside): read on
+
+            async def settle(seqs: list[Any], poisoned: bool, spool: Spool = spool) -> None:
+                await loop.run_in_executor(None, spool.remove, seqs, "poisoned" if poisoned else "delivered")
+
+            stored, failure = await self._store(batch, settle)
+            out.extend(stored)
+            if failure is not None:
+                return out, failure
+            if not spool.depth:
+                log.warning("the findings spool is delivered; %d dropped while it was full (%d delivered "
+                            "over the spool's life)", spool.dropped - self._spool_dropped_before, spool.delivered)
+        if self._pending:
+            async def forget(keys: list[Any], poisoned: bool) -> None:
+                for key in keys:
+                    del self._pending[key]
+
+            stored, failure = await self._store([(key, snap) for key, (_, snap) in self._pending.items()], forget)
+            out.extend(stored)
+            if failure is not None:
+                return out, failure
+        return out, None
+
+    def _open_spool(self) -> Spool:
+        spool = Spool(self.spool_path, *self._spool_bounds)
+        if spool.set_aside is not None:
+            sd_notify(f"STATUS=the findings spool was unreadable; moved aside to {spool.set_aside}")
+        return spool
+
+    async def _spool_pending(self) -> None:
+        """Move the snapshots pending in memory to the spool (kept in memory if it cannot be written)."""
+        if not self._pending:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            if self._spool is None:
+                self._spool = await loop.run_in_executor(None, self._open_spool)
+            spool = self._spool
+            dropped = await loop.run_in_executor(None, spool.put, [snap for _, snap in self._pending.values()])
+        except SpoolError as exc:
+            log.error("%s; %d finding(s) kept in memory instead (lost if the daemon stops)", exc, len(self._pending))
+            return
+        self._pending.clear()
+        if dropped and not self._spool_full_logged:
+            self._spool_full_logged = True  # once per outage; the total is logged when the spool is delivered
+            log.error("the findings spool %s is full (%d findings, %.1f MB): dropping the oldest; %d dropped so far",
+                      self.spool_path, spool.depth, spool.bytes / 2**20, spool.dropped - self._spool_dropped_before)
+
+    async def _store(self, batch: list[tuple[Any, Finding]], settle: Settle) -> tuple[list[Incident], Exception | None]:
+        """Store `batch`, splitting it to isolate findings that cannot be stored; returns the store's failure.
+
+        `settle(keys, poisoned)` is awaited once the store committed those keys (or found them poisoned).
+        """
         loop = asyncio.get_running_loop()
         try:
             incidents = await loop.run_in_executor(None, decide, self.app, [f for _, f in batch], self.actor)
@@ -282,38 +461,41 @@ class Daemon:
         except Exception as exc:  # the barrier around the store and triage (STYLE rule 2)
             if len(batch) == 1:
                 key, finding = batch[0]
-                del self._pending[key]
                 self.poisoned_findings += 1
                 # repr: the finding's own text may be what cannot be encoded.
                 log.error("dropped finding %s %r about %r: it cannot be stored: %s", finding.detector, finding.title,
                           finding.entities, _one_line(exc), exc_info=exc)
+                await settle([key], True)
                 return [], None
             middle = len(batch) // 2
             out: list[Incident] = []
             for half in (batch[:middle], batch[middle:]):
-                stored, failure = await self._store(half)
+                stored, failure = await self._store(half, settle)
                 out.extend(stored)
                 if failure is not None:
                     return out, failure
             return out, None
-        for key, _ in batch:
-            del self._pending[key]
+        await settle([key for key, _ in batch], False)
         return incidents, None
 
-    def _failed(self, exc: Exception) -> None:
-        self.flush_failures += 1
+    def _failed(self, exc: Exception, *, quiet: bool = False) -> None:
+        self.flush_failures += 0 if quiet else 1
         self._consecutive_failures += 1
         self.last_flush_error = _one_line(exc)
         now = time.monotonic()
         if self._failing_since is None:
             self._failing_since = now
+            self._spool_dropped_before = self.spool_dropped
+            self._spool_full_logged = False
         delay = min(FLUSH_BACKOFF_MAX_S, FLUSH_BACKOFF_FIRST_S * 2 ** (self._consecutive_failures - 1))
         self._retry_at = now + delay
-        # The traceback once per outage; then one line per attempt, at most one a minute once backed off.
-        log.error("flush of %d finding(s) failed (%d in a row); kept, retrying in %.0f s: %s", len(self._pending),
-                  self._consecutive_failures, delay, self.last_flush_error,
-                  exc_info=exc if self._consecutive_failures == 1 else None)
-        sd_notify(f"STATUS=flush failing for {_duration(now - self._failing_since)}: {self.last_flush_error}")
+        if not quiet:
+            # The traceback once per outage; then one line per attempt, at most one a minute once backed off.
+            log.error("flush of %d finding(s) failed (%d in a row); spooled, retrying in %.0f s: %s",
+                      self.pending_findings, self._consecutive_failures, delay, self.last_flush_error,
+                      exc_info=exc if self._consecutive_failures == 1 else None)
+        sd_notify(f"STATUS=flush failing for {_duration(now - self._failing_since)}, "
+                  f"{self.pending_findings} finding(s) waiting: {self.last_flush_error}")
 
     def _recovered(self) -> None:
         if self._failing_since is not None:
@@ -321,6 +503,7 @@ class Daemon:
                         _duration(time.monotonic() - self._failing_since))
             sd_notify("STATUS=running; the store takes flushes again")
         self._failing_since = None
+        self._spool_full_logged = False
         self._consecutive_failures = 0
         self._retry_at = 0.0
 
@@ -389,10 +572,25 @@ class Daemon:
     def _pipeline(self, detectors: DetectorsConfig) -> Pipeline:
         """The detectors, with the ones that learn over days given the store as their memory."""
         pipeline = Pipeline(detectors)
+        self._unattached = []
         for det in pipeline.detectors:
             if isinstance(det, LateralMovementDetector):
-                det.attach_memory(LateralStore(self.app.store))  # replays keep in-memory learning
+                try:
+                    det.attach_memory(LateralStore(self.app.store))  # replays keep in-memory learning
+                except STORE_UNAVAILABLE as exc:
+                    log.warning("detector %s learns in memory until the store is back: %s", det.id, _one_line(exc))
+                    self._unattached.append(det)
         return pipeline
+
+    def _attach_memories(self) -> None:
+        for det in list(self._unattached):
+            try:
+                det.attach_memory(LateralStore(self.app.store))
+            except STORE_UNAVAILABLE as exc:
+                log.warning("detector %s still learns in memory: %s", det.id, _one_line(exc))
+                return
+            self._unattached.remove(det)
+            log.info("detector %s: what it learned before is loaded from the store", det.id)
 
     async def _apply(self, fresh: App, restart_sources: bool) -> None:
         old, new = self.config, fresh.config
@@ -415,7 +613,7 @@ class Daemon:
                 self._retired_runs.append(self.runs)
                 self.runs = RunService(self.app)
             self.jobs.stop()
-            self.jobs = Jobs(self.app, self.flush, self.runs, self.actor)
+            self.jobs = self._new_jobs()
             self.jobs.start()
             if restart_sources:
                 # Built again over the shared App (the checked ones hold the discarded one).
@@ -452,11 +650,19 @@ class Daemon:
         # cancelled and found `interrupted` at the next start.
         await asyncio.gather(*(runs.drain(STOP_GRACE_S) for runs in (*self._retired_runs, self.runs)))
         await self._stop_sources()
+        if self._recovering is not None:
+            self._recovering.cancel()
+            self._recovering = None
         async with self._flush_lock:
             await self._flush(now=True)
         if self._pending:
-            log.error("stopping with %d finding(s) the store did not take: %s", len(self._pending),
-                      self.last_flush_error)
+            log.error("stopping with %d finding(s) the store did not take and the spool could not keep: %s",
+                      len(self._pending), self.last_flush_error)
+        if self._spool is not None:
+            if self._spool.depth:
+                log.warning("stopping with %d finding(s) in the spool %s: delivered after the next start",
+                            self._spool.depth, self.spool_path)
+            self._spool.close()
         self.app.close()
 
     async def run_until_signalled(self, reload: Reloader | None = None) -> None:

@@ -170,6 +170,10 @@ class DaemonCollector(Collector):
             ("reloads", CounterMetricFamily, "Configuration reloads applied"),
             ("reload_failures", CounterMetricFamily, "Configuration reloads refused"),
             ("watchdog_pings", CounterMetricFamily, "WATCHDOG=1 notifications sent by the event loop"),
+            ("spool_findings", GaugeMetricFamily, "Findings in the local spool, waiting for the store"),
+            ("spool_bytes", GaugeMetricFamily, "Bytes of the findings in the local spool"),
+            ("spool_dropped", CounterMetricFamily, "Spooled findings dropped, oldest first, when the spool was full"),
+            ("spool_delivered", CounterMetricFamily, "Spooled findings the store took"),
         )
         for attr, family, doc in optional:
             value = _number(getattr(d, attr, None))
