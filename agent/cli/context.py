@@ -40,6 +40,10 @@ class Context:
             self._store = open_store(self.config.store.resolved_url())
         return self._store
 
+    def use_store(self, store: Store) -> None:
+        """Use `store` as the read-write store from now on (one opened differently, e.g. not yet migrated)."""
+        self._store = store
+
     @property
     def reader_store(self) -> Store:
         """The store opened read-only, for commands that only read: never migrated, never written."""

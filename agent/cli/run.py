@@ -12,9 +12,10 @@ from ..config.model import AgentConfig
 from ..console.health import daemon_health
 from ..console.server import ConsoleServer
 from ..control.wiring import build_control_server
-from ..daemon.daemon import Daemon, store_write_problem
+from ..daemon.daemon import Daemon, is_network_store, store_write_problem
 from ..daemon.metrics import start_metrics
 from ..errors import EXIT_OK, Exit, StoreError
+from ..store.schema import open_store
 from .context import Context
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,15 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     if problem is not None:
         log.error("cannot start: %s", problem)
         return Exit.STORE
+    url = ctx.config.store.resolved_url()
+    if is_network_store(url):
+        try:
+            ctx.store  # noqa: B018  (opened and migrated now when the server answers)
+        except StoreError as exc:
+            # A sensor whose PostgreSQL is away still detects: findings are spooled on local disk and
+            # the daemon migrates and delivers once the server answers (docs/deployment.md).
+            log.error("the store does not answer (%s); starting anyway, findings are spooled until it does", exc)
+            ctx.use_store(open_store(url, migrate=False))
     try:
         daemon = Daemon(ctx.app)
         control = build_control_server(ctx.app)

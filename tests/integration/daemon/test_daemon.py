@@ -146,3 +146,38 @@ def _drive(proc: subprocess.Popen[bytes], port: int, sock_dir: str) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_run_starts_without_its_postgresql_server_and_spools_what_it_finds(tmp_path: Path) -> None:
+    """No server answers on the configured port: `run` starts anyway, detects, and keeps findings on disk."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with socket.socket() as closed:  # a loopback TCP port nothing listens on once this socket is closed
+        closed.bind(("127.0.0.1", 0))
+        pg_port = closed.getsockname()[1]
+    import grp
+    import sqlite3
+    import tempfile
+
+    sock_dir = tempfile.mkdtemp(dir="/tmp")
+    spool = tmp_path / "spool.db"
+    cfg = tmp_path / "w.toml"
+    cfg.write_text(f'[store]\nurl = "postgresql+psycopg://sensor@127.0.0.1:{pg_port}/watchstander"\n'
+                   f'spool = "{spool}"\n[sources]\nsyslog_udp = ["127.0.0.1:{port}"]\nflush_s = 0.2\n'
+                   f'[control]\nsocket = "{sock_dir}/c.sock"\nsocket_group = "{grp.getgrgid(os.getgid()).gr_name}"\n'
+                   f'[audit]\nsigning_key = "{tmp_path / "seal.key"}"\npublic_key = "{tmp_path / "seal.pub"}"\n'
+                   f'checkpoints = "{tmp_path / "checkpoints.jsonl"}"\n', encoding="utf-8")
+    with subprocess.Popen([sys.executable, "-m", "watchstander.agent.cli.main", "run", "--config", str(cfg)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+        _drive(proc, port, sock_dir)
+        assert proc.stderr is not None
+        said = proc.stderr.read().decode("utf-8", "replace")
+    conn = sqlite3.connect(spool)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        spooled = conn.execute("SELECT count(*) FROM entries").fetchone()[0] if "entries" in tables else None
+    finally:
+        conn.close()
+    assert spooled, f"nothing spooled (tables {sorted(tables)}); the daemon said:\n{said[-3000:]}"
