@@ -15,7 +15,7 @@ from ..control.wiring import build_control_server
 from ..daemon.daemon import Daemon, is_network_store, store_write_problem
 from ..daemon.metrics import start_metrics
 from ..errors import EXIT_OK, Exit, StoreError
-from ..store.schema import open_store
+from ..store.schema import open_store, server_answers
 from .context import Context
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
         try:
             ctx.store  # noqa: B018  (opened and migrated now when the server answers)
         except StoreError as exc:
+            if server_answers(url):  # it answers, yet cannot be migrated (rights, a newer schema): stop here
+                log.error("cannot start: %s", exc)
+                return Exit.STORE
             # A sensor whose PostgreSQL is away still detects: findings are spooled on local disk and
             # the daemon migrates and delivers once the server answers (docs/deployment.md).
             log.error("the store does not answer (%s); starting anyway, findings are spooled until it does", exc)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from . import approvals, audit, guidance, incidents, offsets, runs, snapshots, suggestions
 from . import lateral as lateral_memory
+from sqlalchemy.exc import OperationalError
+
 from .cluster import SCHEMA as CLUSTER_SCHEMA
 from .engine import Component, Store, check_store, connect, migrate_store
 
@@ -41,3 +43,15 @@ def open_store(url: str, *, migrate: bool = True, read_only: bool = False) -> St
         store.close()
         raise
     return store
+
+
+def server_answers(url: str) -> bool:
+    """Whether the database server at `url` accepts a connection now (for a sensor deciding to start without it)."""
+    store = connect(url)
+    try:
+        with store.engine.connect():
+            return True
+    except OperationalError:  # refused, timed out, unknown host, authentication the server refused
+        return False
+    finally:
+        store.close()
