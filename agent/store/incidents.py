@@ -212,13 +212,11 @@ def _v4(conn: Connection) -> None:
     finding_sensors.create(conn, checkfirst=True)
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_finding_sensors_sensor ON finding_sensors (sensor, incident_id)"))
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_finding_sensors_incident ON finding_sensors (incident_id)"))
-    f = findings
-    rows = conn.execute(select(f.c.id, f.c.incident_id, f.c.sensor, f.c.count, f.c.first_seen, f.c.last_seen)
-                        .where(f.c.sensor.is_not(None))).all()
-    for row in rows:
-        insert_new(conn, finding_sensors, ("finding_id", "sensor"), {
-            "finding_id": row.id, "incident_id": row.incident_id, "sensor": row.sensor, "count": row.count,
-            "first_seen": row.first_seen, "last_seen": row.last_seen})
+    # One statement, however many findings (WHERE also keeps SQLite's parser from reading ON as a join).
+    conn.execute(text(
+        "INSERT INTO finding_sensors (finding_id, incident_id, sensor, count, first_seen, last_seen) "
+        "SELECT id, incident_id, sensor, count, first_seen, last_seen FROM findings WHERE sensor IS NOT NULL "
+        "ON CONFLICT (finding_id, sensor) DO NOTHING"))
 
 
 SCHEMA = Component("core", (_v1, _v2, _v3, _v4))
@@ -546,6 +544,7 @@ class IncidentStore:
 
     def upsert_findings(self, conn: Connection, incident_id: int, items: Iterable[Finding]) -> None:
         """Insert or refresh findings by their stable key."""
+        touched: set[int] = set()  # other incidents a finding left or lives in: their summaries change too
         for f in items:
             values = {
                 "incident_id": incident_id, "detector": f.detector, "title": f.title, "severity": f.severity,
@@ -556,25 +555,29 @@ class IncidentStore:
             if self.sensor is not None:  # a writer that does not say which sensor it is leaves the name alone
                 values["sensor"] = self.sensor
             key = f.key
-            finding_id = conn.execute(select(findings.c.id).where(findings.c.key == key)).scalar()
-            if finding_id is None:
-                finding_id = insert_new(conn, findings, ("key",), {"key": key, **values})
-                if finding_id is None:  # another sensor inserted it a moment ago
-                    finding_id = conn.execute(select(findings.c.id).where(findings.c.key == key)).scalar_one()
-                    self._refresh_finding(conn, key, f, values)
-            else:
-                self._refresh_finding(conn, key, f, values)
+            read = select(findings.c.id, findings.c.incident_id).where(findings.c.key == key)
+            row = conn.execute(read).first()
+            if row is None:
+                new_id = insert_new(conn, findings, ("key",), {"key": key, **values})
+                if new_id is not None:
+                    if self.sensor is not None:
+                        self._saw(conn, new_id, incident_id, f)
+                    continue
+                row = conn.execute(read).one()  # another sensor inserted it a moment ago
+            # Another sensor's copy may be newer: the larger count stands (one conditional UPDATE, atomic).
+            moved = conn.execute(findings.update().where(findings.c.key == key, findings.c.count <= f.count)
+                                 .values(**values)).rowcount
+            home = incident_id if moved else int(row.incident_id)  # where the finding lives now
+            if home != row.incident_id or home != incident_id:
+                touched.update({int(row.incident_id), home})  # their summaries name this finding's sensors
             if self.sensor is not None:
-                self._saw(conn, int(finding_id), incident_id, f)
+                self._saw(conn, int(row.id), home, f)
+        for other in sorted(touched - {incident_id}):
+            refresh_summary(conn, other)
         refresh_summary(conn, incident_id)
 
-    @staticmethod
-    def _refresh_finding(conn: Connection, key: str, f: Finding, values: dict[str, Any]) -> None:
-        # Another sensor's copy may be newer: the larger count stands (one conditional UPDATE, atomic).
-        conn.execute(findings.update().where(findings.c.key == key, findings.c.count <= f.count).values(**values))
-
     def _saw(self, conn: Connection, finding_id: int, incident_id: int, f: Finding) -> None:
-        """Record that this sensor saw finding `finding_id`: its own count and times, next to other sensors'."""
+        """Record that this sensor saw finding `finding_id` (in incident `incident_id`): its own count and times."""
         assert self.sensor is not None
         t = finding_sensors
         values = {"incident_id": incident_id, "count": f.count, "first_seen": f.first_seen, "last_seen": f.last_seen}
@@ -582,6 +585,7 @@ class IncidentStore:
                                                           **values}) is None:
             conn.execute(t.update().where(t.c.finding_id == finding_id, t.c.sensor == self.sensor,
                                           t.c.count <= f.count).values(**values))
+            # Every sensor's row follows the finding to the incident it lives in.
             conn.execute(t.update().where(t.c.finding_id == finding_id, t.c.incident_id != incident_id)
                          .values(incident_id=incident_id))
 

@@ -157,6 +157,31 @@ def test_findings_record_their_sensor_and_incidents_filter_by_it(store_url: str)
         store.close()
 
 
+def test_a_late_smaller_copy_from_another_sensor_files_its_sensor_where_the_finding_lives(store_url: str) -> None:
+    """Sensor B's older snapshot (say, from its spool) names another incident: the finding and both sensors stay put."""
+    store = open_store(store_url)
+    try:
+        a, b = (IncidentStore(store, system_clock, sensor=name) for name in ("edge-a", "edge-b"))
+
+        def guess(count: int) -> Finding:
+            return Finding("bruteforce", "t", "high", {"attacker": "192.0.2.1"}, ("T1110",), 1000.0, 1060.0, count)
+        with store.begin() as conn:
+            first = a.upsert_incident(conn, _incident("fp1", guess(10)))
+            a.upsert_findings(conn, first, [guess(10)])
+            other = b.upsert_incident(conn, _incident("fp3", guess(3)))
+            b.upsert_findings(conn, other, [guess(3)])
+            b.upsert_findings(conn, other, [guess(4)])
+            assert conn.execute(select(findings.c.incident_id)).scalars().all() == [first]
+        assert a.sensors(first) == ["edge-a", "edge-b"] and a.sensors(other) == []
+        assert [r.sensors for r in a.search(IncidentQuery(sensor="edge-b")).rows] == [["edge-a", "edge-b"]]
+        with store.begin() as conn:  # a larger copy moves the finding: its sensors move with it
+            b.upsert_findings(conn, other, [guess(20)])
+        assert a.sensors(first) == [] and a.sensors(other) == ["edge-a", "edge-b"]
+        assert [r.id for r in a.search(IncidentQuery(sensor="edge-a")).rows] == [other]
+    finally:
+        store.close()
+
+
 def test_a_store_of_version_3_keeps_its_sensor_names_after_the_upgrade(tmp_path: Path) -> None:
     """Version 4 fills finding_sensors from the one name each finding row kept."""
     from sqlalchemy import create_engine, text
