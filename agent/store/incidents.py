@@ -41,6 +41,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from ..clock import Clock
 from ..models import SEVERITIES, Finding, Incident, TriageVerdict, iso, severity_rank
@@ -219,7 +220,29 @@ def _v4(conn: Connection) -> None:
         "ON CONFLICT (finding_id, sensor) DO NOTHING"))
 
 
-SCHEMA = Component("core", (_v1, _v2, _v3, _v4))
+def _v5(conn: Connection) -> None:
+    """A listing index led by status (the console's default view is the open incidents); trigram text search.
+
+    Measured by benchmarks/store_scale.py with 100,000 incidents: open first page 33 -> 9 ms on
+    SQLite, closed 51 -> 25 ms on PostgreSQL; pg_trgm takes a search for an address from 202 to 12 ms.
+    """
+    texts = ", search_text, asset_text" if conn.dialect.name == "sqlite" else ""
+    conn.execute(text(f"CREATE INDEX IF NOT EXISTS ix_incidents_status_listing ON incidents "
+                      f"(status, {_LISTING_COLUMNS}{texts})"))
+    if conn.dialect.name != "postgresql":
+        return
+    try:
+        with conn.begin_nested():  # a role that may not create the (trusted) extension still migrates
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+            for column in ("search_text", "asset_text"):
+                conn.execute(text(f"CREATE INDEX IF NOT EXISTS ix_incidents_{column}_trgm ON incidents "
+                                  f"USING gin ({column} gin_trgm_ops)"))
+    except DBAPIError as exc:
+        log.warning("text search stays a sequential scan: pg_trgm cannot be used here (%s)",
+                    str(exc.orig).splitlines()[0] if exc.orig else exc)
+
+
+SCHEMA = Component("core", (_v1, _v2, _v3, _v4, _v5))
 
 
 def _rank(severity: str) -> int:
@@ -390,7 +413,7 @@ def _like(value: str) -> str:
 
 
 def _conditions(q: IncidentQuery, *, counting: bool = False) -> list[Any]:
-    """The WHERE terms of `q`; `counting` picks the detector test that is fastest over every row."""
+    """The WHERE terms of `q`; `counting` picks the detector and sensor tests fastest over every row."""
     t = incidents
     where: list[Any] = []
     if q.min_severity is not None:
@@ -403,8 +426,10 @@ def _conditions(q: IncidentQuery, *, counting: bool = False) -> list[Any]:
         where.append(t.c.id.in_(select(findings.c.incident_id).where(findings.c.detector == q.detector)))
     elif q.detector is not None:  # the page walks the listing index in order and stops after `limit`
         where.append(exists().where(findings.c.incident_id == t.c.id, findings.c.detector == q.detector))
-    if q.sensor is not None:
+    if q.sensor is not None and counting:
         where.append(t.c.id.in_(select(finding_sensors.c.incident_id).where(finding_sensors.c.sensor == q.sensor)))
+    elif q.sensor is not None:  # as for detectors: the page walks the index in order (188 -> 0.7 ms on SQLite)
+        where.append(exists().where(finding_sensors.c.incident_id == t.c.id, finding_sensors.c.sensor == q.sensor))
     if q.asset:
         where.append(t.c.asset_text.like(_like(q.asset), escape="\\"))
     if q.text:

@@ -217,7 +217,7 @@ def test_a_version_1_store_is_migrated_and_filled_in(tmp_path: Path) -> None:
     con.close()
     store = open_store(f"sqlite:///{db}")
     try:
-        assert store.versions()["core"] == 4
+        assert store.versions()["core"] == 5
         migrated = App(validate_config({"store": {"url": f"sqlite:///{db}"}}), store, system_clock)
         page = migrated.incident_store().search(query_from_params({"asset": "10.9.8", "min_severity": "critical"}))
         assert [(r.id, r.severity, r.status, r.detectors, r.techniques) for r in page.rows] == \

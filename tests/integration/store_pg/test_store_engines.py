@@ -88,3 +88,20 @@ def test_concurrent_writers_keep_one_chain_and_a_killed_writer_breaks_nothing(po
         assert any(r.subject == "writer:victim" for r in records)
     finally:
         store.close()
+
+
+def test_the_listing_indexes_exist_and_text_search_uses_trigrams_on_postgresql(store_url: str) -> None:
+    from sqlalchemy import inspect as inspect_db
+
+    from watchstander.agent.store.incidents import IncidentQuery, IncidentStore
+
+    store = open_store(store_url)
+    try:
+        names = {ix["name"] for ix in inspect_db(store.engine).get_indexes("incidents")}
+        assert {"ix_incidents_listing", "ix_incidents_status_listing"} <= names
+        if store.engine.dialect.name == "postgresql":
+            assert {"ix_incidents_search_text_trgm", "ix_incidents_asset_text_trgm"} <= names
+        page = IncidentStore(store, system_clock).search(IncidentQuery(text="198.51.100.7", sensor="edge-1"))
+        assert page.total == 0 and page.rows == []
+    finally:
+        store.close()
