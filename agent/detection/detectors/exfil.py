@@ -20,7 +20,7 @@ import math
 from array import array
 from collections import OrderedDict
 from statistics import median
-from typing import Any
+from typing import Any, ClassVar
 
 from watchstander.connectors.events import NETWORK, Event
 
@@ -32,6 +32,7 @@ from .base import Detector, Emit
 DEST_CAP = 8
 MAX_FLOW_BYTES = 1 << 50  # a single flow record claiming more than a petabyte is broken or forged
 MAD_SCALE = 1.4826
+_NUMBER = (float, int)  # a tuple: `float | int` would build a union object on every call
 
 
 def volume(count: float) -> str:
@@ -90,6 +91,9 @@ class ExfilDetector(Detector):
     title = "Exfiltration by volume"
     confidence = 0.5
     playbook = "capture-incident-traffic"
+    # The network events it needs, as (source inside, destination inside) judged on `internal`:
+    # one end inside and one outside. The pipeline skips the others, which `feed` ignores anyway.
+    network_ends: ClassVar[frozenset[tuple[bool, bool]]] = frozenset({(True, False), (False, True)})
 
     def __init__(self, config: ExfilConfig, emit: Emit) -> None:
         super().__init__(config, emit)
@@ -103,7 +107,7 @@ class ExfilDetector(Detector):
         if not isinstance(attrs, dict) or attrs.get("flow") is not True:
             return
         t = ev.time
-        if not isinstance(t, float | int) or not math.isfinite(t):
+        if not isinstance(t, _NUMBER) or not math.isfinite(t):
             return
         src, dst, internal = ev.src, ev.dst, self.internal
         src_in, dst_in = src in internal, dst in internal

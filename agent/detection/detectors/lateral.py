@@ -32,6 +32,7 @@ ADMIN_PORTS: dict[int, tuple[str, str]] = {
     5986: ("winrm", "T1021.006"),
 }
 TARGET_CAP = 4096
+_NUMBER = (float, int)  # a tuple: `float | int` would build a union object on every call
 SAVE_EVERY_S = 3600.0  # observed learning time between saves of the progress (a crash loses at most this)
 
 
@@ -103,13 +104,19 @@ class LateralMovementDetector(Detector):
 
     def feed(self, ev: Event) -> None:
         """Count observed time while learning; check one new connection between internal hosts on an admin port."""
-        t = ev.time
-        if not isinstance(t, float | int) or not math.isfinite(t):
-            return
+        dport = ev.dport
+        admin = ADMIN_PORTS.get(dport) if isinstance(dport, int) else None
         learning = self.observed < self.config.learning_s
+        if admin is None and not learning:
+            return  # after learning, most traffic: no time to observe, no admin service
+        t = ev.time
+        if not isinstance(t, _NUMBER) or not math.isfinite(t):
+            return
         if learning:
-            self._observe(float(t))
-        admin = ADMIN_PORTS.get(ev.dport) if isinstance(ev.dport, int) else None
+            last = self.last_time
+            # An event no later than the last one adds no observed time: skip the call (most flows).
+            if last is None or t > last:
+                self._observe(float(t))
         if admin is None or ev.proto != "tcp":
             return
         attrs = ev.attrs
@@ -121,13 +128,14 @@ class LateralMovementDetector(Detector):
             return
         src, dst = ev.src, ev.dst
         internal = self.internal
-        if src not in internal or dst not in internal or src == dst or src in self.admins:
+        if src == dst or src not in internal or dst not in internal or (self.admins.networks and src in self.admins):
             return
         assert src is not None and dst is not None
         service, technique = admin
         key = (src, service)
         if key in self.known:
-            self._update(key, dst, ev)
+            if self.new.states:
+                self._update(key, dst, ev)
             return
         if len(self.known) < self.config.max_pairs:
             self.known.add(key)
