@@ -12,7 +12,9 @@ beyond that, new pairs are still saved but no longer remembered here.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -32,8 +34,12 @@ ADMIN_PORTS: dict[int, tuple[str, str]] = {
     5986: ("winrm", "T1021.006"),
 }
 TARGET_CAP = 4096
+SHOWN_TARGETS = 50  # hosts named in a finding's `targets` attribute; the count goes on beyond
 _NUMBER = (float, int)  # a tuple: `float | int` would build a union object on every call
 SAVE_EVERY_S = 3600.0  # observed learning time between saves of the progress (a crash loses at most this)
+MEMORY_RETRY_S = 30.0  # wall-clock pause after a memory (the store) failed a save: one blocked attempt per pause
+
+log = logging.getLogger(__name__)
 
 
 class LateralMemory(Protocol):
@@ -90,17 +96,33 @@ class LateralMovementDetector(Detector):
         self.attach_memory(memory or InMemory())
 
     def attach_memory(self, memory: LateralMemory) -> None:
-        """Use `memory` from now on, loading what it learned (the application attaches the store)."""
-        self.memory = memory
+        """Use `memory` from now on, loading what it learned (the application attaches the store).
+
+        Loaded first: a memory that cannot be read raises and the detector keeps the one it had. What
+        was learned before (in memory while the store was away) is kept and saved to the new memory.
+        """
         observed, pairs = memory.load()
-        self.observed = observed
+        before: dict[tuple[str, str], float] = dict(getattr(self, "_learned_here", {}))
+        self.memory = memory
+        self.observed = max(observed, getattr(self, "observed", 0.0))
         self.saved = observed
-        self.last_time: float | None = None
+        self.last_time: float | None = getattr(self, "last_time", None)
         self.known: set[tuple[str, str]] = set()
+        # Saves not yet taken by the memory, retried (at most max_pairs of them) after MEMORY_RETRY_S.
+        self._unsaved: dict[tuple[str, str], float] = {}
+        self._learned_here: dict[tuple[str, str], float] = {}
+        self._progress_due: float | None = self.observed if self.observed > observed else None
+        self._retry_at = 0.0
+        self.memory_failures = 0
         for src, service, _ in pairs:
             if len(self.known) >= self.config.max_pairs:
                 break
             self.known.add((src, service))
+        for key, first in before.items():
+            if key not in self.known and len(self.known) < self.config.max_pairs:
+                self.known.add(key)
+            self._unsaved.setdefault(key, first)
+        self._save()
 
     def feed(self, ev: Event) -> None:
         """Count observed time while learning; check one new connection between internal hosts on an admin port."""
@@ -139,7 +161,7 @@ class LateralMovementDetector(Detector):
             return
         if len(self.known) < self.config.max_pairs:
             self.known.add(key)
-        self.memory.save_pair(src, service, float(t))
+        self._save_pair(key, float(t))
         if learning:
             return
         st = self.new.get(key, t)
@@ -149,6 +171,7 @@ class LateralMovementDetector(Detector):
                 learned_s=round(self.observed))
         st.update(ev, "targets")
         f.counts["connections"] = st.n
+        f.attributes["targets"] = [dst]
 
     def _observe(self, t: float) -> None:
         last = self.last_time
@@ -158,7 +181,43 @@ class LateralMovementDetector(Detector):
             self.last_time = t
         if self.observed - self.saved >= SAVE_EVERY_S or self.observed >= self.config.learning_s:
             self.saved = self.observed
-            self.memory.save_progress(self.observed)
+            self._progress_due = self.observed
+            self._save()
+
+    def _save_pair(self, key: tuple[str, str], first_seen: float) -> None:
+        if len(self._unsaved) < self.config.max_pairs:
+            self._unsaved.setdefault(key, first_seen)
+        else:
+            self.memory_failures += 1  # beyond the bound while the memory is away: this pair is not kept
+        if isinstance(self.memory, InMemory) and len(self._learned_here) < self.config.max_pairs:
+            self._learned_here.setdefault(key, first_seen)  # handed to the store's memory when it is attached
+        self._save()
+
+    def _save(self) -> None:
+        """Hand what is due to the memory; a memory that fails (the store is away) is retried later, never fatal."""
+        if not self._unsaved and self._progress_due is None:
+            return
+        now = time.monotonic()  # wall clock, not event time: this paces attempts at a server
+        if now < self._retry_at:
+            return
+        try:
+            while self._unsaved:
+                (src, service), first = next(iter(self._unsaved.items()))
+                self.memory.save_pair(src, service, first)
+                del self._unsaved[(src, service)]
+            if self._progress_due is not None:
+                self.memory.save_progress(self._progress_due)
+                self._progress_due = None
+        except Exception as exc:  # noqa: BLE001 -- the barrier around the memory plugin (STYLE rule 2)
+            if not self._retry_at:
+                log.warning("lateral: cannot save what it learned (%s); kept and retried every %.0f s",
+                            str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__, MEMORY_RETRY_S)
+            self.memory_failures += 1
+            self._retry_at = now + MEMORY_RETRY_S
+        else:
+            if self._retry_at:
+                log.info("lateral: what it learned is saved again")
+            self._retry_at = 0.0
 
     def _update(self, key: tuple[str, str], dst: str, ev: Event) -> None:
         """A further connection of a pair reported within the window joins its finding."""
@@ -169,5 +228,7 @@ class LateralMovementDetector(Detector):
         st.update(ev, "targets")
         f = st.finding
         f.counts["connections"] = st.n
+        if len(st.items) <= SHOWN_TARGETS and dst not in f.attributes.get("targets", ()):
+            f.attributes["targets"] = sorted(st.items)  # every host it reached, for the analyst (bounded)
         if len(st.items) > 1:
             f.title = f"New {key[1].upper()} use from {key[0]} to {len(st.items)} hosts: never used before"

@@ -152,3 +152,58 @@ def test_hostile_events_never_crash(items: list[Any]) -> None:
     events = [Event(t, "h", NETWORK, s, d, 1, dp, "tcp", fl, attrs=a)  # type: ignore[arg-type]
               for t, s, d, dp, fl, a in items]
     detect(events, learning_s=0, max_pairs=100)
+
+
+class _Flaky(InMemory):
+    """A memory whose saves fail while `down` (a store that went away), and whose load can fail too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def load(self) -> tuple[float, list[tuple[str, str, float]]]:
+        if self.down:
+            raise OSError("server closed the connection unexpectedly")
+        return super().load()
+
+    def save_pair(self, src: str, service: str, first_seen: float) -> None:
+        if self.down:
+            raise OSError("server closed the connection unexpectedly")
+        super().save_pair(src, service, first_seen)
+
+
+def test_a_memory_that_fails_saves_loses_no_finding_and_catches_up_later(monkeypatch: Any) -> None:
+    import watchstander.agent.detection.detectors.lateral as lateral
+
+    found: list[Finding] = []
+    memory = _Flaky()
+    det = LateralMovementDetector(LateralConfig(learning_s=0), found.append, memory)
+    memory.down = True
+    det.feed(syn(T0, "10.0.1.7", "10.0.0.30", 445))
+    det.feed(syn(T0 + 1, "10.0.1.8", "10.0.0.31", 3389))
+    assert [f.entities["attacker"] for f in found] == ["10.0.1.7", "10.0.1.8"]  # found although unsaved
+    assert memory.pairs == {} and det.memory_failures == 1  # one attempt, then a pause
+    memory.down = False
+    clock = [lateral.time.monotonic() + lateral.MEMORY_RETRY_S + 1]
+    monkeypatch.setattr(lateral.time, "monotonic", lambda: clock[0])
+    det.feed(syn(T0 + 2, "10.0.1.9", "10.0.0.32", 22))
+    assert set(memory.pairs) == {("10.0.1.7", "smb"), ("10.0.1.8", "rdp"), ("10.0.1.9", "ssh")}
+
+
+def test_attaching_a_memory_that_cannot_be_read_keeps_the_one_it_had_and_a_later_store_gets_what_was_learned() -> None:
+    found: list[Finding] = []
+    det = LateralMovementDetector(LateralConfig(learning_s=0), found.append)
+    det.feed(syn(T0, "10.0.1.7", "10.0.0.30", 445))
+    broken = _Flaky()
+    broken.down = True
+    try:
+        det.attach_memory(broken)
+        raise AssertionError("a memory that cannot be read must not be attached")
+    except OSError:
+        pass
+    assert isinstance(det.memory, InMemory) and not isinstance(det.memory, _Flaky)
+    store_memory = _Flaky()
+    det.attach_memory(store_memory)
+    assert set(store_memory.pairs) == {("10.0.1.7", "smb")}  # learned while away, handed over
+    det.feed(syn(T0 + 5, "10.0.1.7", "10.0.0.31", 445))
+    assert len(found) == 1  # the pair learned before the attach is still known
