@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from watchstander.guidance.config import GuidanceConfig
 
@@ -60,10 +62,13 @@ class StoreConfig(Frozen):
         """The spool file: the configured one; beside a SQLite store file; else in the state directory."""
         if self.spool is not None:
             return self.spool
-        url = self.resolved_url(env)
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):
-            database = url[len("sqlite:///"):].split("?", 1)[0]
-            if database and database != ":memory:":
+        try:
+            parsed = make_url(self.resolved_url(env))
+        except ArgumentError:  # reported where the store is opened; the spool needs a place meanwhile
+            parsed = None
+        if parsed is not None and parsed.get_backend_name() == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:" and not database.startswith("file:"):
                 db = Path(database)
                 return db.with_name(f"{db.stem}-findings-spool.db")
         return default_state_dir(env) / "findings-spool.db"

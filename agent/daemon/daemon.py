@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from watchstander.connectors.events import Event
 from watchstander.guidance.errors import GuidanceError
@@ -59,7 +60,7 @@ from ..store.schema import COMPONENTS
 from .jobs import Jobs
 from .registry import SOURCE_KINDS
 from .sources import Checkpointing, Sink, Source, SourceFactory, build_sources
-from .spool import Spool, SpoolError
+from .spool import Spool, SpoolError, SpoolLock
 from .syslog import SyslogTcp, SyslogTls, SyslogUdp
 from .systemd import sd_notify, watchdog_interval_s
 
@@ -70,8 +71,9 @@ STOP_GRACE_S = 20.0
 FLUSH_BACKOFF_FIRST_S = 1.0
 FLUSH_BACKOFF_MAX_S = 60.0
 # Errors that say the store cannot be written now, whatever is in the batch: retry it whole (spooled).
-# The SQLAlchemy ones reach here raw from reads outside `Store.begin` (a dead PostgreSQL server).
-STORE_UNAVAILABLE = (StoreError, OSError, OperationalError, InterfaceError, DisconnectionError)
+# The SQLAlchemy ones reach here raw from reads outside `Store.begin` (a dead PostgreSQL server, a pool
+# with no free connection); the store layer should translate them into StoreError one day.
+STORE_UNAVAILABLE = (StoreError, OSError, OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 # Spooled findings go to the store this many at a time, oldest first.
 SPOOL_BATCH = 500
 # Sections a reload cannot apply: they hold open sockets, the store or the process's logging.
@@ -155,6 +157,33 @@ def is_network_store(url: str) -> bool:
     return make_url(url).get_backend_name() != "sqlite"
 
 
+class _Learned(LateralStore):
+    """The lateral-movement detector's store memory, with what it learned already read (off the loop)."""
+
+    def __init__(self, store: Store, learned: tuple[float, list[tuple[str, str, float]]]) -> None:
+        super().__init__(store)
+        self._learned = learned
+
+    def load(self) -> tuple[float, list[tuple[str, str, float]]]:
+        """What was read when this memory was made."""
+        return self._learned
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the store cannot be reached (rather than that it answered with a problem)."""
+    connection = (OSError, OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+    while exc is not None:
+        if isinstance(exc, connection):
+            return True
+        if not isinstance(exc, StoreError):
+            return False
+        cause = exc.__cause__
+        if cause is None:
+            return False
+        exc = cause
+    return False
+
+
 def probe_store_write(store: Store, url: str) -> None:
     """Write (and keep unchanged) one row of the store, or raise StoreError naming the file, owner and mode."""
     try:
@@ -175,8 +204,7 @@ class Daemon:
         self.actor = actor
         app.triage  # noqa: B018  (a bad triage config or key stops start-up)
         # Detectors that could not load what they learned (the store was unreachable): attached when it is back.
-        self._unattached: list[LateralMovementDetector] = []
-        self.pipeline = self._pipeline(app.config.detectors)
+        self.pipeline, self._unattached = self._pipeline(app.config.detectors)
         self._kinds = SOURCE_KINDS if source_kinds is None else source_kinds
         self.sources: list[Source] = build_sources(app, self._kinds)
         self.runs = RunService(app)
@@ -184,11 +212,18 @@ class Daemon:
         # previous process left are recovered, findings are only spooled and no run is dispatched.
         self._store_ready = True
         self._recovering: asyncio.Task[None] | None = None
+        self.recovery_attempts = 0
+        self.recovery_error: str | None = None  # why the last attempt to get the store ready failed
+        self._stopping = False
         self.jobs = Jobs(app, self.flush, self.runs, actor)
         store_cfg = app.config.store
         self.spool_path = store_cfg.resolved_spool()
         self._spool_bounds = (store_cfg.spool_max_findings, store_cfg.spool_max_bytes)
         self._spool: Spool | None = None
+        self._spool_lock = SpoolLock(self.spool_path)
+        # Spool entries the store committed (or refused for good) that the spool could not remove yet,
+        # by removal counter: removed before anything else is delivered, so nothing is delivered twice.
+        self._unremoved: dict[str, list[int]] = {"delivered": [], "poisoned": []}
         self._spool_dropped_before = 0  # the spool's dropped count when this outage began
         self._spool_full_logged = False
         self._persisted: dict[int, tuple[int, float]] = {}
@@ -241,6 +276,11 @@ class Daemon:
         return 0 if self._spool is None else self._spool.delivered
 
     @property
+    def store_ready(self) -> bool:
+        """False while a sensor that started without its store waits for it (findings spooled, no runs)."""
+        return self._store_ready
+
+    @property
     def flush_failing_for_s(self) -> float:
         """For how long every flush has failed (0 while the store takes them)."""
         return 0.0 if self._failing_since is None else time.monotonic() - self._failing_since
@@ -269,6 +309,10 @@ class Daemon:
         """Check the store is writable, then start every source, the scheduled jobs and the watchdog."""
         loop = asyncio.get_running_loop()
         url = self.config.store.resolved_url()
+        if is_network_store(url):
+            # A sensor spools whenever its server is away: the spool is its own from the start (SpoolError
+            # naming the other process if a second daemon is pointed at the same file).
+            await loop.run_in_executor(None, self._spool_lock.acquire)
         if self.spool_path.exists():  # left by a previous process: delivered before anything new
             self._spool = await loop.run_in_executor(None, self._open_spool)
             self._spool_dropped_before = self._spool.dropped
@@ -292,6 +336,7 @@ class Daemon:
         self.jobs.start()
         if not self._store_ready:  # after the jobs started: this task swaps them once the store is back
             self._recovering = asyncio.create_task(self._recover_runs_when_back(), name="recover-runs")
+            self._recovering.add_done_callback(self._recovery_ended)
         interval = watchdog_interval_s()
         if interval is not None:
             self._watchdog = asyncio.create_task(self._ping_watchdog(interval), name="watchdog")
@@ -317,29 +362,58 @@ class Daemon:
         loop = asyncio.get_running_loop()
         delay = FLUSH_BACKOFF_FIRST_S
         url = self.config.store.resolved_url()
-        last = self.last_flush_error
+        not_ready_said = False  # the start-up line named the outage: said again only after another problem
         while True:
+            self.recovery_attempts += 1
             try:
                 # Opened without its migrations (the server was down): applied now, before anything is written.
                 await loop.run_in_executor(None, migrate_store, self.app.store, COMPONENTS)
                 await loop.run_in_executor(None, probe_store_write, self.app.store, url)
                 await self.runs.recover_and_alert(self.actor)
                 break
-            except STORE_UNAVAILABLE as exc:
-                problem = _one_line(exc)
-                if problem != last:  # a schema too new, say, is not the outage the start-up line named
-                    log.warning("the store is not ready yet, trying again every %.0f s at most: %s",
-                                FLUSH_BACKOFF_MAX_S, problem)
-                    last = problem
-                await asyncio.sleep(delay)
-                delay = min(FLUSH_BACKOFF_MAX_S, delay * 2)
-        self._store_ready = True
-        self._attach_memories()
+            except Exception as exc:  # the barrier around migrating and recovering (STYLE rule 2)
+                self.recovery_error = _one_line(exc)
+                if _is_outage(exc):
+                    if not_ready_said:
+                        log.warning("the store cannot be reached again, trying every %.0f s at most: %s",
+                                    FLUSH_BACKOFF_MAX_S, self.recovery_error)
+                        not_ready_said = False
+                else:
+                    # A schema too new, a role without rights: the server answers, this is no outage. Still
+                    # retried (someone may fix it); one line per attempt, at most one a minute once backed off.
+                    log.error("the store answers but is not ready (attempt %d): %s; runs stay stopped and "
+                              "findings spooled, trying again every %.0f s at most", self.recovery_attempts,
+                              self.recovery_error, FLUSH_BACKOFF_MAX_S,
+                              exc_info=None if not_ready_said or isinstance(exc, StoreError) else exc)
+                    not_ready_said = True
+            sd_notify(f"STATUS=store not ready after {self.recovery_attempts} attempt(s); findings spooled to "
+                      f"{self.spool_path}: {self.recovery_error}")
+            await asyncio.sleep(delay)
+            delay = min(FLUSH_BACKOFF_MAX_S, delay * 2)
+        await self._attach_memories()
         async with self._reload_lock:  # a reload swaps the jobs too
+            if self._stopping:  # stop() cancels this task first; this is only a second guard
+                return
+            self._store_ready = True
+            self.recovery_error = None
             self.jobs.stop()
             self.jobs = self._new_jobs()
             self.jobs.start()
+        sd_notify("STATUS=running; the store is back, the spool is delivered next")
         log.info("the store is reachable: runs recovered, dispatch started, the spool is delivered next")
+
+    def _recovery_ended(self, task: asyncio.Task[None]) -> None:
+        if task is self._recovering:
+            self._recovering = None
+        if task.cancelled() or self._stopping:
+            return
+        exc = task.exception()
+        if exc is not None or not self._store_ready:
+            # Nothing should end it early; if something does, say so loudly: no run is dispatched until a restart.
+            self.recovery_error = _one_line(exc) if exc is not None else "the recovery task ended early"
+            log.critical("waiting for the store ended unexpectedly: findings stay spooled and no run is "
+                         "dispatched until a restart: %s", self.recovery_error, exc_info=exc)
+            sd_notify(f"STATUS=store recovery stopped; restart needed: {self.recovery_error}")
 
     async def _ping_watchdog(self, interval: float) -> None:
         # Sent from the loop itself: a loop stuck in a blocking call stops pinging and systemd restarts us.
@@ -393,6 +467,10 @@ class Daemon:
         loop = asyncio.get_running_loop()
         out: list[Incident] = []
         spool = self._spool
+        if spool is not None:
+            unremoved = await self._remove_unremoved(spool)
+            if unremoved is not None:
+                return out, unremoved  # delivering more would deliver these again
         while spool is not None and spool.depth:
             try:
                 batch = await loop.run_in_executor(None, spool.peek, SPOOL_BATCH)
@@ -400,13 +478,22 @@ class Daemon:
                 log.error("%s; the spooled findings stay there", exc)
                 break
             if not batch:
-                continue  # every entry read was undecodable (set aside): read on
+                continue  # every entry read was undecodable (set aside), or the count was stale: read on
+            spool_failure: list[SpoolError] = []
 
-            async def settle(seqs: list[Any], poisoned: bool, spool: Spool = spool) -> None:
-                await loop.run_in_executor(None, spool.remove, seqs, "poisoned" if poisoned else "delivered")
+            async def settle(seqs: list[Any], poisoned: bool, spool: Spool = spool,
+                             spool_failure: list[SpoolError] = spool_failure) -> None:
+                counter = "poisoned" if poisoned else "delivered"
+                try:
+                    await loop.run_in_executor(None, spool.remove, seqs, counter)
+                except SpoolError as exc:  # kept in memory and removed first next time, never delivered twice
+                    self._unremoved[counter].extend(seqs)
+                    spool_failure.append(exc)
 
             stored, failure = await self._store(batch, settle)
             out.extend(stored)
+            if failure is None and spool_failure:
+                failure = spool_failure[0]
             if failure is not None:
                 return out, failure
             if not spool.depth:
@@ -423,8 +510,20 @@ class Daemon:
                 return out, failure
         return out, None
 
+    async def _remove_unremoved(self, spool: Spool) -> SpoolError | None:
+        loop = asyncio.get_running_loop()
+        for counter, seqs in self._unremoved.items():
+            if seqs:
+                try:
+                    await loop.run_in_executor(None, spool.remove, list(seqs), counter)
+                except SpoolError as exc:
+                    return exc
+                seqs.clear()
+        return None
+
     def _open_spool(self) -> Spool:
-        spool = Spool(self.spool_path, *self._spool_bounds)
+        self._spool_lock.acquire()
+        spool = Spool(self.spool_path, *self._spool_bounds, clock=self.app.clock, lock=self._spool_lock)
         if spool.set_aside is not None:
             sd_notify(f"STATUS=the findings spool was unreadable; moved aside to {spool.set_aside}")
         return spool
@@ -569,27 +668,51 @@ class Daemon:
             raise
         return app, restart
 
-    def _pipeline(self, detectors: DetectorsConfig) -> Pipeline:
-        """The detectors, with the ones that learn over days given the store as their memory."""
+    def _pipeline(self, detectors: DetectorsConfig) -> tuple[Pipeline, list[LateralMovementDetector]]:
+        """The detectors, the ones that learn over days given the store as their memory; and those left unattached.
+
+        Blocking (the store is read): called before the loop runs, or in a worker thread.
+        """
         pipeline = Pipeline(detectors)
-        self._unattached = []
+        unattached: list[LateralMovementDetector] = []
         for det in pipeline.detectors:
             if isinstance(det, LateralMovementDetector):
-                try:
-                    det.attach_memory(LateralStore(self.app.store))  # replays keep in-memory learning
-                except STORE_UNAVAILABLE as exc:
-                    log.warning("detector %s learns in memory until the store is back: %s", det.id, _one_line(exc))
-                    self._unattached.append(det)
-        return pipeline
+                memory = self._loaded_memory(det)
+                if memory is None:
+                    unattached.append(det)
+                else:
+                    det.attach_memory(memory)  # replays keep in-memory learning
+        return pipeline, unattached
 
-    def _attach_memories(self) -> None:
+    def _loaded_memory(self, det: LateralMovementDetector) -> LateralStore | None:
+        # Loaded here, and the detector given it only once the load succeeded: a detector attached to a
+        # store it cannot read would fail every save (and lose the finding that triggered it).
+        memory = LateralStore(self.app.store)
+        try:
+            learned = memory.load()
+        except STORE_UNAVAILABLE as exc:
+            log.warning("detector %s learns in memory until the store is back: %s", det.id, _one_line(exc))
+            return None
+        except Exception as exc:  # the barrier around one detector's memory (STYLE rule 2)
+            log.error("detector %s learns in memory: what it learned cannot be read from the store: %s",
+                      det.id, _one_line(exc), exc_info=exc)
+            return None
+        return _Learned(self.app.store, learned)
+
+    async def _attach_memories(self) -> None:
+        loop = asyncio.get_running_loop()
         for det in list(self._unattached):
-            try:
-                det.attach_memory(LateralStore(self.app.store))
-            except STORE_UNAVAILABLE as exc:
-                log.warning("detector %s still learns in memory: %s", det.id, _one_line(exc))
+            memory = await loop.run_in_executor(None, self._loaded_memory, det)  # a store read: off the loop
+            if memory is None:
                 return
+            if det not in self._unattached:  # a reload meanwhile replaced the detectors
+                continue
             self._unattached.remove(det)
+            try:
+                det.attach_memory(memory)  # on the loop, like `feed`: no load here, `memory` holds it
+            except Exception:  # the barrier around one detector (STYLE rule 2): it goes on learning in memory
+                log.exception("detector %s could not take what it learned from the store", det.id)
+                continue
             log.info("detector %s: what it learned before is loaded from the store", det.id)
 
     async def _apply(self, fresh: App, restart_sources: bool) -> None:
@@ -606,7 +729,8 @@ class Daemon:
             self.config = new
             if old.detectors != new.detectors:
                 # The detectors' windows start afresh; what they had found is stored (or pending) above.
-                self.pipeline = self._pipeline(new.detectors)
+                loop = asyncio.get_running_loop()
+                self.pipeline, self._unattached = await loop.run_in_executor(None, self._pipeline, new.detectors)
                 self._persisted.clear()
             if any(name in changed for name in RUN_SECTIONS):
                 # Runs in flight finish on the service that started them; stop() drains both.
@@ -642,28 +766,40 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop the sources and jobs, flush what is left, and return."""
+        self._stopping = True
+        # First: a store that comes back now must not start jobs (and runs) behind the drain below.
+        recovering, self._recovering = self._recovering, None
+        if recovering is not None:
+            recovering.cancel()
+            await asyncio.gather(recovering, return_exceptions=True)
         self.jobs.stop()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        # A run in flight may finish its step (systemd allows TimeoutStopSec); what is left is
-        # cancelled and found `interrupted` at the next start.
-        await asyncio.gather(*(runs.drain(STOP_GRACE_S) for runs in (*self._retired_runs, self.runs)))
-        await self._stop_sources()
-        if self._recovering is not None:
-            self._recovering.cancel()
-            self._recovering = None
-        async with self._flush_lock:
-            await self._flush(now=True)
-        if self._pending:
-            log.error("stopping with %d finding(s) the store did not take and the spool could not keep: %s",
-                      len(self._pending), self.last_flush_error)
-        if self._spool is not None:
-            if self._spool.depth:
-                log.warning("stopping with %d finding(s) in the spool %s: delivered after the next start",
-                            self._spool.depth, self.spool_path)
-            self._spool.close()
-        self.app.close()
+        try:
+            # A run in flight may finish its step (systemd allows TimeoutStopSec); what is left is
+            # cancelled and found `interrupted` at the next start.
+            await asyncio.gather(*(runs.drain(STOP_GRACE_S) for runs in (*self._retired_runs, self.runs)))
+            await self._stop_sources()
+            async with self._flush_lock:
+                await self._flush(now=True)
+            if self._pending:
+                log.error("stopping with %d finding(s) the store did not take and the spool could not keep: %s",
+                          len(self._pending), self.last_flush_error)
+            unremoved = sum(map(len, self._unremoved.values()))
+            if unremoved:
+                log.warning("stopping with %d spooled finding(s) the store took but the spool could not remove: "
+                            "delivered again after the next start (the store keeps one copy)", unremoved)
+        finally:
+            try:
+                if self._spool is not None:
+                    if self._spool.depth:
+                        log.warning("stopping with %d finding(s) in the spool %s: delivered after the next start",
+                                    self._spool.depth, self.spool_path)
+                    self._spool.close()
+            finally:
+                self._spool_lock.release()
+                self.app.close()
 
     async def run_until_signalled(self, reload: Reloader | None = None) -> None:
         """Start, tell systemd we are ready, and run until SIGTERM or SIGINT; SIGHUP reloads with `reload`."""

@@ -15,20 +15,25 @@ are dropped and counted (`dropped`, kept in the file across restarts). A spool f
 a database (or fails SQLite's quick check) is renamed aside (`<name>.corrupt-<UTC time>`) and a
 new one started; an entry that cannot be decoded is moved to the file's `rejected` table and
 counted: neither is silently lost.
+
+One process at a time: opening the spool takes an exclusive lock on `<name>.lock` beside it
+(`SpoolLock`, which records the holder's pid), so a second daemon pointed at the same file gets
+a SpoolError naming the first instead of interleaving with it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..clock import Clock, system_clock
 from ..errors import StoreError
 from ..models import SEVERITIES, Finding
 
@@ -104,10 +109,6 @@ def decode(body: str | bytes) -> Finding:
                    _str_map(data.get("counts"), "counts", int), attributes, evidence)
 
 
-def _now_stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-
-
 def _create_private(path: Path) -> None:
     missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     for folder in reversed(missing):
@@ -121,23 +122,95 @@ def _create_private(path: Path) -> None:
         pass
 
 
+class SpoolLock:
+    """The exclusive lock on `<spool>.lock`: one process at a time uses a spool file."""
+
+    def __init__(self, spool_path: Path) -> None:
+        self.path = Path(spool_path).with_name(Path(spool_path).name + ".lock")
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock (once), or raise SpoolError naming the process that holds it."""
+        if self._fd is not None:
+            return
+        try:
+            _create_private(self.path)
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SpoolError(f"cannot create the findings spool's lock {self.path}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise SpoolError(f"the findings spool {self.path.with_suffix('')} is in use by another process "
+                             f"({'pid ' + holder if holder else 'pid unknown'}, lock {self.path}): "
+                             "two daemons cannot share one spool; give each its own [store] spool") from None
+        except OSError as exc:
+            os.close(fd)
+            raise SpoolError(f"cannot lock the findings spool {self.path}: {exc.strerror or exc}") from exc
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # the pid is only for the message; the lock holds without it
+            log.debug("could not write the pid to %s: %s", self.path, exc)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let the lock go (the file stays, empty of meaning until locked again)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return text if text.isdigit() else ""
+
+
 class Spool:
     """An open spool file: put snapshots in, peek the oldest, remove what the store committed."""
 
-    def __init__(self, path: Path, max_findings: int, max_bytes: int) -> None:
-        """Open (creating it private to this user) the spool at `path`; a corrupt file is set aside."""
+    def __init__(self, path: Path, max_findings: int, max_bytes: int, *, clock: Clock = system_clock,
+                 lock: SpoolLock | None = None) -> None:
+        """Open (creating it private to this user) the spool at `path`; a corrupt file is set aside.
+
+        `lock` is the spool's lock when the caller holds it already (kept by the caller); else the
+        spool takes its own and lets it go at `close`. Either way a spool in use elsewhere is a SpoolError.
+        """
         if max_findings < 1 or max_bytes < 1:
             raise ValueError("a spool holds at least one finding and one byte")
         self.path = Path(path)
         self.max_findings = max_findings
         self.max_bytes = max_bytes
+        self.clock = clock
         self.set_aside: Path | None = None  # where a corrupt file found at open was moved
-        self._lock = threading.Lock()  # the daemon calls from worker threads, one at a time; this makes sure
+        # Calls come from worker threads; the connection is shared (check_same_thread=False), so one at a time.
+        self._lock = threading.Lock()
         self.depth = 0
         self.bytes = 0
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self._own_lock = lock is None
+        self.file_lock = SpoolLock(self.path) if lock is None else lock
+        self.file_lock.acquire()
         try:
-            self._con = self._open()
+            self._con = self._open_or_set_aside()
+        except BaseException:
+            if self._own_lock:
+                self.file_lock.release()
+            raise
+
+    def _open_or_set_aside(self) -> sqlite3.Connection:
+        try:
+            return self._open()
         except sqlite3.OperationalError as exc:  # cannot open or lock: not a sign of corruption
             raise SpoolError(f"cannot open the findings spool {self.path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
@@ -145,7 +218,7 @@ class Spool:
             log.error("the findings spool %s is unreadable (%s); moved aside to %s, starting a new one: the "
                       "findings in it were not delivered", self.path, exc, self.set_aside)
             try:
-                self._con = self._open()
+                return self._open()
             except sqlite3.DatabaseError as again:
                 raise SpoolError(f"cannot start a new findings spool at {self.path}: {again}") from again
         except OSError as exc:
@@ -172,7 +245,8 @@ class Spool:
         return con
 
     def _move_aside(self) -> Path:
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{_now_stamp()}")
+        stamp = self.clock().strftime("%Y%m%dT%H%M%S%fZ")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         for suffix in ("", "-wal", "-shm"):
             src = self.path.with_name(self.path.name + suffix)
             if src.exists():
@@ -232,6 +306,9 @@ class Spool:
         with self._lock:
             try:
                 rows = self._con.execute("SELECT seq, key, body FROM entries ORDER BY seq LIMIT ?", (limit,)).fetchall()
+                if not rows and self.depth:
+                    # Nothing there though the count says otherwise: trust the file, not the count.
+                    self._recount(self._con)
             except sqlite3.Error as exc:
                 raise SpoolError(f"cannot read the findings spool {self.path}: {exc}") from exc
             out: list[tuple[int, Finding]] = []
@@ -246,7 +323,7 @@ class Spool:
         return out
 
     def _reject(self, bad: Sequence[tuple[int, str, str, str]]) -> None:
-        at = datetime.now(UTC).isoformat()
+        at = self.clock().isoformat()
         with self._transaction() as con:
             con.executemany("INSERT OR REPLACE INTO rejected (seq, key, body, reason, at) VALUES (?, ?, ?, ?, ?)",
                             [(*row, at) for row in bad])
@@ -282,7 +359,11 @@ class Spool:
     def close(self) -> None:
         """Close the file (what is in it stays for the next process)."""
         with self._lock:
-            self._con.close()
+            try:
+                self._con.close()
+            finally:
+                if self._own_lock:
+                    self.file_lock.release()
 
 
 class _Transaction:
@@ -305,14 +386,23 @@ class _Transaction:
                 con.execute("COMMIT")
                 return
             except sqlite3.Error as failed:
-                con.execute("ROLLBACK")
+                self._rollback()
                 self._restore()
                 raise SpoolError(f"cannot write the findings spool {self.spool.path}: {failed}") from failed
-        if con.in_transaction:
-            con.execute("ROLLBACK")
+        self._rollback()
         self._restore()
         if isinstance(exc, sqlite3.Error):
             raise SpoolError(f"cannot write the findings spool {self.spool.path}: {exc}") from exc
+
+    def _rollback(self) -> None:
+        # A failed COMMIT may already have ended the transaction (SQLite rolls back on some errors).
+        con = self.spool._con
+        if not con.in_transaction:
+            return
+        try:
+            con.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # the error being raised says more; this one is logged
+            log.warning("findings spool %s: rollback failed: %s", self.spool.path, exc)
 
     def _restore(self) -> None:
         # The in-memory figures follow the file: read them again after a rollback.
@@ -320,5 +410,6 @@ class _Transaction:
             self.spool._recount(self.spool._con)
             self.spool.counters = {str(n): int(v) for n, v in
                                    self.spool._con.execute("SELECT name, value FROM counters")}
-        except sqlite3.Error:
-            pass
+        except sqlite3.Error as exc:  # the figures stay as they were: the file could not be read either
+            log.warning("findings spool %s: could not read its figures again after a failed write: %s",
+                        self.spool.path, exc)

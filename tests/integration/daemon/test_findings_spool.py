@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
 import sqlite3
 import stat
 from pathlib import Path
@@ -12,13 +14,15 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import QueuePool
 
 from watchstander.agent.app.wiring import App
 from watchstander.agent.config.load import validate_config
 from watchstander.agent.daemon.daemon import Daemon
 from watchstander.agent.daemon.spool import Spool, SpoolEntryError, SpoolError, decode, encode
 from watchstander.agent.models import SEVERITIES, Finding
+from watchstander.agent.store.engine import Store
 from watchstander.agent.store.incidents import findings as findings_table
 from watchstander.agent.store.schema import open_store
 from watchstander.connectors.syslog import SyslogSource
@@ -203,3 +207,144 @@ def test_a_daemon_delivers_a_spool_left_by_a_previous_process_before_anything_ne
     daemon.app.store.close()
     # The spool first (one batch, correlated in time order), then the new finding: not one batch by time.
     assert ['"198.51.100.8"' in stored[0], '"198.51.100.9"' in stored[1], '"192.0.2.1"' in stored[2]] == [True] * 3
+
+
+def test_a_second_process_cannot_open_a_spool_in_use_and_is_told_which(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    first = Spool(path, 10, 1 << 20)
+    with pytest.raises(SpoolError, match=rf"in use by another process \(pid {os.getpid()}"):
+        Spool(path, 10, 1 << 20)
+    first.close()
+    again = Spool(path, 10, 1 << 20)  # the lock goes with the spool that held it
+    again.close()
+
+
+def test_a_stale_count_is_corrected_from_the_file_instead_of_reading_forever(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path, 10, 1 << 20)
+    spool.put([finding(1), finding(2)])
+    with sqlite3.connect(path) as con:  # emptied behind its back (a hand edit; another daemon cannot, see above)
+        con.execute("DELETE FROM entries")
+    assert spool.depth == 2
+    assert spool.peek(10) == [] and spool.depth == 0 and spool.bytes == 0
+    spool.close()
+
+
+def test_a_commit_that_fails_after_the_transaction_ended_is_a_spool_error(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", 10, 1 << 20)
+    spool.put([finding(1)])
+    # COMMIT fails with no transaction left to roll back (as after SQLite rolled back on a full disk).
+    with pytest.raises(SpoolError, match="cannot write the findings spool"), spool._transaction() as con:
+        con.execute("DELETE FROM entries")
+        con.execute("COMMIT")
+        con.execute("INSERT INTO counters (name, value) VALUES ('x', 0)")  # autocommitted, no transaction
+    assert spool.depth == 0 and spool.peek(10) == []  # the figures follow the file
+    spool.close()
+
+
+def _spooled_daemon(tmp_path: Path, clock, *, removals_fail: bool) -> Daemon:  # type: ignore[no-untyped-def]
+    """A daemon over a SQLite store, with two findings a previous process spooled."""
+    cfg = validate_config({"store": {"url": f"sqlite:///{tmp_path / 'w.db'}"}, "sources": {"flush_s": 3600}})
+    left = Spool(cfg.store.resolved_spool(), 10, 1 << 20)
+    left.put([finding(1), finding(2)])
+    left.close()
+    if removals_fail:
+        _refuse_removals(cfg.store.resolved_spool(), True)
+    return Daemon(App(cfg, open_store(cfg.store.resolved_url()), clock), source_kinds={})
+
+
+def _refuse_removals(path: Path, refuse: bool) -> None:
+    # The spool's own file refuses deletes: the store took the batch, the spool cannot let it go.
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TRIGGER no_delete BEFORE DELETE ON entries BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+                    if refuse else "DROP TRIGGER no_delete")
+
+
+def test_a_spool_that_cannot_remove_what_the_store_took_backs_off_and_delivers_nothing_twice(
+        tmp_path: Path, clock, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    daemon = _spooled_daemon(tmp_path, clock, removals_fail=True)
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            with caplog.at_level(logging.ERROR, logger="watchstander.agent.daemon.daemon"):
+                assert await daemon.flush() == 2  # stored; the spool could not remove them
+            assert daemon.flush_failures == 1 and "disk says no" in (daemon.last_flush_error or "")
+            assert daemon.spool_findings == 2 and daemon.spool_delivered == 0
+            assert await daemon.flush() == 0  # backing off: not delivered again
+            _refuse_removals(daemon.spool_path, False)
+            await asyncio.sleep(1.1)  # the first back-off
+            assert await daemon.flush() == 0  # removed first, then nothing left to deliver
+            assert daemon.spool_findings == 0 and daemon.spool_delivered == 2 and daemon.incidents_written == 2
+            assert daemon.flush_failing_for_s == 0.0
+        finally:
+            await daemon.stop()
+
+    asyncio.run(scenario())
+    daemon.app.store.close()
+
+
+def test_stop_closes_the_spool_and_the_app_when_the_spool_cannot_remove_what_it_delivered(
+        tmp_path: Path, clock, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    daemon = _spooled_daemon(tmp_path, clock, removals_fail=True)
+
+    async def scenario() -> None:
+        await daemon.start()
+        with caplog.at_level(logging.WARNING, logger="watchstander.agent.daemon.daemon"):
+            await daemon.stop()  # its last flush delivers the spool, which cannot remove the entries
+
+    asyncio.run(scenario())
+    assert any("could not remove" in r.getMessage() for r in caplog.records)
+    daemon.app.store.close()
+    again = Spool(daemon.spool_path, 10, 1 << 20)  # closed, and its lock let go
+    assert again.depth == 2  # delivered again after the next start: the store keeps one copy of each
+    again.close()
+
+
+def test_a_second_daemon_on_the_same_spool_does_not_start(tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
+    first = _spooled_daemon(tmp_path, clock, removals_fail=False)
+    second = Daemon(App(first.config, open_store(first.config.store.resolved_url()), clock), source_kinds={})
+
+    async def scenario() -> None:
+        await first.start()
+        try:
+            with pytest.raises(SpoolError, match=f"in use by another process \\(pid {os.getpid()}"):
+                await second.start()
+        finally:
+            await first.stop()
+
+    asyncio.run(scenario())
+    for d in (first, second):
+        d.app.store.close()
+
+
+POOL = 3  # a flush may hold two connections at once
+
+
+def test_a_pool_with_no_free_connection_is_an_outage_not_a_poisoned_finding(
+        tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    open_store(url).close()  # migrated
+    cfg = validate_config({"store": {"url": url}, "sources": {"flush_s": 3600}})
+    store = Store(create_engine(url, poolclass=QueuePool, pool_size=POOL, max_overflow=0, pool_timeout=0.2))
+    daemon = Daemon(App(cfg, store, clock), source_kinds={})
+    lines = [f"<38>Nov 27 11:00:{i:02d} bastion sshd[{100 + i}]: Failed password for root from 192.0.2.1 "
+             f"port {40000 + i} ssh2".encode() for i in range(12)]
+
+    async def scenario() -> None:
+        await daemon.start()
+        try:
+            daemon.feed(SyslogSource("test", clock).events(lines))
+            with contextlib.ExitStack() as busy:
+                for _ in range(POOL):  # every pooled connection taken
+                    busy.enter_context(store.engine.connect())
+                assert await daemon.flush() == 0
+            assert daemon.poisoned_findings == 0 and daemon.pending_findings == 1
+            assert "TimeoutError" in (daemon.last_flush_error or "")
+            await asyncio.sleep(1.1)
+            assert await daemon.flush() == 1 and daemon.pending_findings == 0
+        finally:
+            await daemon.stop()
+
+    asyncio.run(scenario())
+    store.close()

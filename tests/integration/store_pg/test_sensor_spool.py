@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from support.notify import NotifySocket
 from support.postgres import PostgresServer, _as_postgres, start_server, why_unavailable
 
@@ -188,3 +188,90 @@ def test_a_full_spool_drops_the_oldest_findings_counts_them_and_says_so_once(
     n_incidents, rows = _stored(url)
     assert [row.split('"attacker": "')[1].split('"')[0] for row in rows] == ["192.0.2.4", "192.0.2.5", "192.0.2.6"]
     assert n_incidents == 3
+
+
+def _as_admin(url: str, *statements: str) -> None:
+    store = connect(url)
+    try:
+        with store.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        store.close()
+
+
+def test_a_store_that_answers_but_cannot_be_recovered_is_retried_until_it_can(
+        server: PostgresServer, tmp_path: Path, clock, notify: NotifySocket,  # type: ignore[no-untyped-def]
+        caplog: pytest.LogCaptureFixture) -> None:
+    db = server.create_database()
+    admin = server.url(db)
+    open_store(admin).close()  # migrated by its owner
+    # The sensor's role may do everything but read the runs: recovering them fails with a ProgrammingError.
+    _as_admin(admin, "CREATE ROLE sensor LOGIN",
+              "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO sensor",
+              "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO sensor",
+              "REVOKE SELECT ON runs FROM sensor")
+    url = f"postgresql+psycopg://sensor@127.0.0.1:{server.port}/{db}"
+    cfg = validate_config({"store": {"url": url, "spool": str(tmp_path / "spool.db")}, "sources": {"flush_s": 3600},
+                           "audit": {"seal": False}})
+    _stop(server)
+
+    async def scenario() -> None:
+        daemon = _sensor(cfg, clock, migrate=False)
+        await daemon.start()
+        try:
+            assert not daemon.store_ready
+            server._start()
+            deadline = time.monotonic() + 30
+            with caplog.at_level(logging.ERROR, logger="watchstander.agent.daemon.daemon"):
+                while "permission denied" not in (daemon.recovery_error or ""):
+                    assert time.monotonic() < deadline, daemon.recovery_error
+                    await asyncio.sleep(0.2)
+            attempts = daemon.recovery_attempts
+            assert "store not ready" in notify.wait_for("STATUS=store not ready")
+            assert any("answers but is not ready" in r.getMessage() for r in caplog.records)
+            await asyncio.sleep(0.5)
+            assert daemon._recovering is not None and not daemon._recovering.done()  # still trying
+            assert not daemon.store_ready and "runs.dispatch" not in daemon.jobs.names()
+            _as_admin(admin, "GRANT SELECT ON runs TO sensor")
+            while not daemon.store_ready:
+                assert time.monotonic() < deadline + 30, daemon.recovery_error
+                await asyncio.sleep(0.2)
+            assert daemon.recovery_attempts > attempts and daemon.recovery_error is None
+            assert "runs.dispatch" in daemon.jobs.names()
+        finally:
+            await daemon.stop()
+            daemon.app.store.close()
+
+    asyncio.run(scenario())
+
+
+def test_stop_starts_no_runs_when_the_store_comes_back_while_it_drains(
+        server: PostgresServer, tmp_path: Path, clock, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    url = server.url(server.create_database())
+    open_store(url).close()
+    cfg = validate_config({"store": {"url": url, "spool": str(tmp_path / "spool.db")}, "sources": {"flush_s": 3600},
+                           "audit": {"seal": False}})
+    _stop(server)
+
+    async def scenario() -> Daemon:
+        daemon = _sensor(cfg, clock, migrate=False)
+        await daemon.start()
+        recovering = daemon._recovering
+        assert recovering is not None
+
+        async def drain_while_the_store_returns(grace_s: float) -> None:
+            # The window the race needs: the server answers while stop() waits for runs in flight.
+            await asyncio.get_running_loop().run_in_executor(None, server._start)
+            await asyncio.sleep(5)  # longer than the recovery task's back-off so far
+
+        monkeypatch.setattr(daemon.runs, "drain", drain_while_the_store_returns)
+        try:
+            await daemon.stop()
+        finally:
+            daemon.app.store.close()
+        assert recovering.cancelled()
+        return daemon
+
+    daemon = asyncio.run(scenario())
+    assert not daemon.store_ready and "runs.dispatch" not in daemon.jobs.names()
