@@ -12,16 +12,19 @@ import sys
 import unicodedata
 from collections.abc import Iterator
 from contextlib import nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..control.audit_methods import MAX_PAGE, normalise_since, record_page, verify_result
 from ..control.client import via_daemon_or_local
 from ..errors import EXIT_OK, Exit, InputError
 from ..store.seal import SealError, SealPaths, key_id, load_public_key, load_signing_key, public_pem, seal_paths
 from .context import Context
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 EXIT_AUDIT_BROKEN = Exit.AUDIT_BROKEN
 
@@ -76,7 +79,7 @@ def _since_in_range(value: str) -> str:
     except ValueError:
         return value  # not ISO 8601: normalise_since says so (exit 4)
     try:
-        (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError:
         raise argparse.ArgumentTypeError(f"out of range: {value!r} is outside the years 1-9999 in UTC") from None
     return value
@@ -128,13 +131,7 @@ def cmd_audit_key(args: argparse.Namespace, ctx: Context) -> int:
     """Print this node's verification key (PEM) on standard output and its key id on standard error."""
     paths = _seal_paths(ctx)
     try:
-        if paths.public_key.exists():
-            public = load_public_key(paths.public_key)
-        elif paths.signing_key.exists():
-            public = load_signing_key(paths.signing_key).public_key()
-        else:
-            raise InputError(f"no audit signing key yet at {paths.signing_key}: the daemon creates it (and "
-                             f"{paths.public_key}) at its first seal")
+        public = _current_public_key(paths)
     except SealError as exc:
         raise InputError(str(exc)) from exc
     sys.stdout.write(public_pem(public).decode("ascii"))
@@ -142,12 +139,40 @@ def cmd_audit_key(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
+def _current_public_key(paths: SealPaths) -> Ed25519PublicKey:
+    """The key the node signs with: from the signing key when readable (the .pub file may be stale), else the .pub."""
+    signing: Ed25519PublicKey | None = None
+    if paths.signing_key.exists():
+        try:
+            signing = load_signing_key(paths.signing_key).public_key()
+        except SealError as exc:
+            if not paths.public_key.exists():
+                raise
+            print(f"warning: {exc}; printing {paths.public_key} instead", file=sys.stderr)
+    if signing is None:
+        if not paths.public_key.exists():
+            raise InputError(f"no audit signing key yet at {paths.signing_key}: the daemon creates it (and "
+                             f"{paths.public_key}) at its first seal")
+        return load_public_key(paths.public_key)
+    if paths.public_key.exists():
+        try:
+            on_disk = key_id(load_public_key(paths.public_key))
+        except SealError as exc:
+            on_disk = f"unreadable ({exc})"
+        if on_disk != key_id(signing):
+            print(f"warning: {paths.public_key} holds key {on_disk}, not the signing key's {key_id(signing)} "
+                  "(a key rotation left it stale): printing the signing key's; replace that file",
+                  file=sys.stderr)
+    return signing
+
+
 def cmd_audit_export(args: argparse.Namespace, ctx: Context) -> int:
     """Write every record (from --since on) as JSON lines or CEF."""
     since = normalise_since(args.since) if args.since else None  # InvalidParams: exit 4, never a traceback
     version = _version()
     try:
-        sink = open(args.out, "w", encoding="utf-8", newline="\n") if args.out else nullcontext(sys.stdout)
+        # Opened before the first record is read, so that an unwritable --out fails before any work.
+        sink = open(args.out, "w", encoding="utf-8", newline="\n") if args.out else nullcontext(sys.stdout)  # noqa: SIM115
     except OSError as exc:
         raise InputError(f"cannot write {args.out}: {exc.strerror}") from exc
     count = 0

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 Migration = Callable[[Connection], None]
 
+# Where Store.begin() keeps the callables to run after its transaction committed (SQLAlchemy's
+# "commit" event runs before the database commits, so it cannot tell a commit that failed).
+AFTER_COMMIT = "watchstander.after_commit"
+
 _meta = MetaData()
 schema_versions = Table(
     "schema_versions", _meta,
@@ -78,12 +82,22 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """A connection inside one transaction (committed on success, rolled back on error)."""
+        """A connection inside one transaction (committed on success, rolled back on error).
+
+        Callables appended to `conn.info[AFTER_COMMIT]` run once the commit has succeeded, never otherwise.
+        """
+        after: list[Callable[[], None]] = []
         try:
             with self.engine.begin() as conn:
-                yield conn
+                conn.info[AFTER_COMMIT] = after
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop(AFTER_COMMIT, None)
         except OperationalError as exc:
             raise StoreError(f"store operation failed: {exc.orig}") from exc
+        for hook in after:
+            hook()
 
     def versions(self) -> dict[str, int]:
         """The schema version of every component."""

@@ -16,9 +16,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import create_engine
 
-from watchstander.agent.store.audit import GENESIS
-from watchstander.agent.store.seal import MAX_LINE, BadCheckpoint, Checkpoint, key_id, parse_line, parse_row
+from watchstander.agent.store.audit import GENESIS, audit_checkpoints
+from watchstander.agent.store.seal_keys import key_id
+from watchstander.agent.store.seal_lines import (
+    MAX_LINE,
+    BadCheckpoint,
+    Checkpoint,
+    line_digest,
+    parse_line,
+    parse_row,
+)
+from watchstander.agent.store.seal_store import StoreChainReader, insert_checkpoint
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -110,3 +120,54 @@ def test_known_hostile_lines_are_refused_with_their_reason(value: object, reason
 def test_a_signed_line_round_trips() -> None:
     cp = signed(unvouched=(2, 4))
     assert parse_line(cp.line()) == cp and parse_row(KID, 7, cp.line()) == cp
+
+
+OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+JUNK_LINE = st.one_of(st.text(max_size=40), JSON.map(json.dumps), st.builds(lambda prev: "other-key:" + prev, st.text()))
+
+
+def _chain(seqs: list[int]) -> list[Checkpoint]:
+    """A genuine chain of checkpoints signed by KEY at `seqs`."""
+    out: list[Checkpoint] = []
+    prev = GENESIS
+    for seq in seqs:
+        cp = Checkpoint(seq, "a" * 64, "2026-12-02T00:00:00+00:00", KID, prev, ())
+        cp = replace(cp, sig=base64.b64encode(KEY.sign(cp.message())).decode("ascii"))
+        out.append(cp)
+        prev = line_digest(cp.line())
+    return out
+
+
+def _junk(seq: int, text: str) -> str:
+    if not text.startswith("other-key:"):
+        return text
+    # Signed, canonical, with this key's id, chained to anything: but by a key the reader does not hold.
+    cp = Checkpoint(seq, "b" * 64, "t", KID, line_digest(text), ())
+    return replace(cp, sig=base64.b64encode(OTHER.sign(cp.message())).decode("ascii")).line()
+
+
+@settings(SETTINGS, max_examples=40)
+@given(st.sets(st.integers(1, 60), min_size=1, max_size=12), st.dictionaries(st.integers(1, 70), JUNK_LINE, max_size=6),
+       st.integers(0, 12))
+def test_junk_rows_are_skipped_never_a_base_and_reported(genuine: set[int], junk: dict[int, str], split: int) -> None:
+    """Whatever rows a database writer adds under a key, the reader returns exactly the signer's chain."""
+    chain = _chain(sorted(genuine))
+    junk = {s: _junk(s, t) for s, t in junk.items() if s not in genuine}
+    engine = create_engine("sqlite://")
+    audit_checkpoints.metadata.create_all(engine)
+    reader = StoreChainReader(KEY.public_key())
+    with engine.begin() as conn:
+        for seq, line in junk.items():
+            conn.execute(audit_checkpoints.insert().values(key=KID, seq=seq, head="", time="", prev="", unvouched="",
+                                                           sig="", line=line))
+        for cp in chain[:split]:
+            insert_checkpoint(conn, cp)
+        first = reader.read(conn)  # read part way, then again once the rest is there (incrementally)
+        assert first.valid == tuple(chain[:split])
+        for cp in chain[split:]:
+            insert_checkpoint(conn, cp)
+        read = reader.read(conn)
+        assert read.valid == tuple(chain)
+        assert StoreChainReader(KEY.public_key()).read(conn).valid == tuple(chain)
+        fresh = StoreChainReader(KEY.public_key()).read(conn)
+        assert (fresh.bad_line is not None) == bool(junk) and (fresh.reason is None) == (not junk)
