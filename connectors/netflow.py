@@ -56,6 +56,7 @@ ENTERPRISE_BIT = 0x8000
 
 MAX_FIELDS = 512  # fields in one template: real ones have tens; more is an attack on memory
 MAX_LAYOUTS = 64  # compiled layouts kept per variable-length template
+AFTER_EXPORT_S = 600.0  # a record may end this long after its datagram's export time (exporter clock skew)
 ADDR_CACHE = 1 << 17  # address strings kept for reuse (about 25 MiB at most), then started afresh
 MASK32, HALF32 = 0xFFFFFFFF, 0x80000000
 NTP_EPOCH = 2_208_988_800  # seconds from 1900-01-01 (NTP) to 1970-01-01
@@ -89,6 +90,8 @@ _TIMES: tuple[tuple[int, int, int, str], ...] = (
     (22, 21, T_UPTIME, INT), (158, 159, T_DELTA_US, INT),
 )
 _INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+# The widest each narrow field may be (RFC 7012's types): a 3-byte port would read as 65536 and more.
+_ROLE_MAX_LENGTH = {R_SPORT: 2, R_DPORT: 2, R_PROTO: 1, R_FLAGS: 2, R_ICMP: 2, R_ICMP_TYPE: 1, R_ICMP_CODE: 1}
 
 
 class FlowError(ValueError):
@@ -131,8 +134,8 @@ def compile_template(tid: int, fields: tuple[tuple[int, int], ...], options: boo
         if spec is None or length == VARIABLE:
             continue
         role, kind, pref = spec
-        if not _fits(kind, length):
-            continue
+        if not _fits(kind, length) or length > _ROLE_MAX_LENGTH.get(role, length):
+            continue  # reduced-size encoding only narrows a field: a wider one is no such value
         if role not in chosen or pref < chosen[role][0]:
             chosen[role] = (pref, i)
             kinds[role] = kind
@@ -442,7 +445,7 @@ class FlowDecoder:
         if len(addr) > ADDR_CACHE:
             addr.clear()
         ntoa = socket.inet_ntoa
-        earliest, latest = EARLIEST_TIME, self._latest
+        earliest, latest = EARLIEST_TIME, min(self._latest, export + AFTER_EXPORT_S)
         append = out.append
         for s, d, packets, octets, first, last, sport, dport, flags, proto in V5_RECORD.iter_unpack(body):
             src = addr.get(s)
@@ -474,6 +477,12 @@ class FlowDecoder:
 
     def _repair(self, t: float, export: float, received: float) -> float:
         """A flow time out of range: the export time if plausible, else the receipt time (counted)."""
+        if t > export + AFTER_EXPORT_S and self._receipt.plausible(export):
+            # A flow cannot end after the datagram that reports it was sent. Believed, one garbled (or
+            # hostile) record would move every detector's clock hours ahead and end the windows of
+            # everything in progress.
+            self.skips.repair("flow ends after its export time", f"{t!r} > {export!r}")
+            return export
         if self._receipt.plausible(t):
             self._latest = self._receipt.now() + 86_400.0
             return t
@@ -717,7 +726,7 @@ class FlowDecoder:
         if len(addr) > ADDR_CACHE:
             addr.clear()
         build(rows, out.append, self._name(exporter), exporter, export, uptime or 0, base, received, addr,
-              self._repair, EARLIEST_TIME, self._latest)
+              self._repair, EARLIEST_TIME, min(self._latest, export + AFTER_EXPORT_S))
 
     # ------------------------------------------------------------------ data before its template
 

@@ -151,14 +151,7 @@ DIFFERENCES: dict[tuple[str, str], tuple[frozenset[str], str, str]] = {
 # (activity, path) -> (the detector families that path wrongly adds on a benign control, GAP, why).
 FALSE_ALARMS: dict[tuple[str, str], tuple[frozenset[str], str, str]] = {}
 # (activity, path) -> (NetFlow versions, why) where the path reports one attack as two findings.
-SPLITS: dict[tuple[str, str], tuple[tuple[int, ...], str]] = {
-    ("nmap-ipproto", "flows"): (
-        (9, 10),
-        ("softflowd 1.1.0's v9 and IPFIX export of this capture carries 11 misencoded records (nfdump reads "
-         "them alike: 9.10.0.0 -> 5.0.0.0, 16777216 packets) ending 14 h after their datagram's export time; "
-         "the window tables sweep on the newest event time, so the scan's state is evicted mid-scan and the "
-         "rest opens a second finding (fix: FlowDecoder repairs a record ending after its export time)")),
-}
+SPLITS: dict[tuple[str, str], tuple[tuple[int, ...], str]] = {}
 
 
 def _zeek_logs(activity: Activity, pcap: Path, tmp: Path) -> list[list[Path]]:

@@ -429,3 +429,23 @@ def test_ipfix_ntp_and_delta_times(fields: tuple[tuple[int, int], ...]) -> None:
     (ev,) = decoder().decode(msg, EXPORTER, RECEIVED)
     assert ev.proto == "udp" and ev.sport is None and ev.attrs is not None
     assert ev.time == pytest.approx(end, abs=1e-3) and ev.attrs["duration"] == pytest.approx(2.5, abs=1e-3)
+
+
+def test_a_record_ending_after_its_export_time_gets_the_export_time_and_is_counted() -> None:
+    """softflowd 1.1.0 sent such records (garbled, 14 h ahead): believed, they end every detector's windows."""
+    ahead = T0 + 14 * 3_600_000
+    good, bad = flow(0), flow(1, start_ms=ahead - 1000, end_ms=ahead)
+    export_s = T0 // 1000 + 60
+    for build in ("v5", "ipfix"):
+        msg = (v5([good, bad], export_s * 1000, 5_000_000) if build == "v5" else
+               ipfix([template_set([template_record(300, IPFIX_FIELDS_V4)], ipfix=True),
+                      data_set(300, IPFIX_FIELDS_V4, [good, bad])], export_s=export_s))
+        dec = decoder()
+        first, second = dec.decode(msg, EXPORTER, RECEIVED)
+        check(first, good)
+        assert second.time == pytest.approx(export_s, abs=0.001), build
+        assert dec.skips.repaired["flow ends after its export time"] == 1, build
+        # within the allowed clock skew a record keeps its own time
+        skewed = flow(2, start_ms=export_s * 1000, end_ms=export_s * 1000 + 300_000)
+        (ev,) = decoder().decode(v5([skewed], export_s * 1000, 5_000_000), EXPORTER, RECEIVED)
+        assert ev.time == pytest.approx(skewed.end_ms / 1000, abs=0.001)
