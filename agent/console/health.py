@@ -19,7 +19,8 @@ from .queries import store_counts
 
 _FLUSH_FIELDS = ("flushes", "incidents_written", "flush_failures", "last_flush_duration_s", "pending_findings",
                  "poisoned_findings", "flush_failing_for_s", "last_flush_error", "reloads", "reload_failures",
-                 "newest_event", "watchdog_pings", "spool_findings", "spool_bytes", "spool_dropped", "spool_delivered")
+                 "newest_event", "watchdog_pings", "spool_findings", "spool_bytes", "spool_dropped", "spool_delivered", "store_ready",
+                 "recovery_attempts", "recovery_error")
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,8 @@ class DaemonCollector(Collector):
             ("spool_bytes", GaugeMetricFamily, "Bytes of the findings in the local spool"),
             ("spool_dropped", CounterMetricFamily, "Spooled findings dropped, oldest first, when the spool was full"),
             ("spool_delivered", CounterMetricFamily, "Spooled findings the store took"),
+            ("store_ready", GaugeMetricFamily, "1 once the store was reached and migrated (0: spooling, waiting)"),
+            ("recovery_attempts", CounterMetricFamily, "Attempts to reach and migrate a store away at start-up"),
         )
         for attr, family, doc in optional:
             value = _number(getattr(d, attr, None))
