@@ -27,8 +27,7 @@ from watchstander.connectors.skips import SkipCounter
 
 from ..clock import Clock
 from ..config.netflow import FlowIntake
-from .sources import split_host_port
-from .udp_drops import DROPS_POLL_S, DrainedUdp
+from .udp_drops import SO_RXQ_OVFL, DrainedUdp
 
 if TYPE_CHECKING:  # the wiring imports the whole agent; a collector alone starts without it
     from ..app.wiring import App
@@ -36,7 +35,6 @@ if TYPE_CHECKING:  # the wiring imports the whole agent; a collector alone start
 
 log = logging.getLogger(__name__)
 
-SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux; Python does not export it
 UDP_BATCH = 2048  # datagrams per wakeup at most (each may carry tens of flows)
 MAX_DATAGRAM = 65535
 _MAPPED = "::ffff:"
@@ -68,32 +66,7 @@ class NetflowUdp(DrainedUdp):
 
     async def start(self, sink: Sink) -> None:
         """Bind the socket, size its receive buffer and start draining it."""
-        host, port = split_host_port(self.hostport)
-        loop = sink.loop
-        infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, addr = infos[0]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf_wanted)
-            self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-            if self.rcvbuf // 2 < self.rcvbuf_wanted:  # Linux reports twice what it grants for payload
-                log.warning("%s: SO_RCVBUF %d requested, kernel granted %d (capped by net.core.rmem_max); "
-                            "set sysctl net.core.rmem_max=%d to avoid drops in bursts",
-                            self.name, self.rcvbuf_wanted, self.rcvbuf // 2, self.rcvbuf_wanted)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
-                self._ovfl = True
-            except OSError:
-                self._ovfl = False
-            sock.bind(addr)
-        except BaseException:
-            sock.close()
-            raise
-        self._sock, self._loop, self._sink = sock, loop, sink
-        self.bound = sock.getsockname()[:2]
-        loop.add_reader(sock.fileno(), self._drain)
-        self._timer = loop.call_later(DROPS_POLL_S, self._poll_drops)
+        await self._listen(sink)
 
     def describe(self) -> str:
         """Where it listens, and the receive buffer it got."""

@@ -34,7 +34,7 @@ from ..clock import Clock
 from ..config.syslog_intake import TcpIntake, TlsIntake
 from ..detection.pipeline import registered_syslog_needs
 from .sources import split_host_port
-from .udp_drops import DROPS_POLL_S, DrainedUdp
+from .udp_drops import SO_RXQ_OVFL, DrainedUdp
 
 if TYPE_CHECKING:  # the wiring imports the whole agent; a listener alone starts without it
     from ..app.wiring import App
@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # the wiring imports the whole agent; a listener alone starts
 
 log = logging.getLogger(__name__)
 
-SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux; Python does not export it
 UDP_BATCH = 4096  # datagrams per wakeup at most, so the loop (and the control socket) stays responsive
 ACCEPT_BATCH = 128
 EVICT_IDLE_S = 1.0  # when full, a connection silent this long gives way to a new sender
@@ -125,35 +124,8 @@ class SyslogUdp(DrainedUdp):
 
     async def start(self, sink: Sink) -> None:
         """Bind the socket, size its receive buffer and start draining it."""
-        host, port = split_host_port(self.hostport)
-        loop = sink.loop
-        infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, addr = infos[0]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            self._size_buffer(sock)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
-                self._ovfl = True
-            except OSError:
-                self._ovfl = False  # not Linux: /proc/net/udp or nothing
-            sock.bind(addr)
-        except BaseException:
-            sock.close()
-            raise
-        self._sock, self._loop, self._sink = sock, loop, sink
-        self.bound = sock.getsockname()[:2]
-        loop.add_reader(sock.fileno(), self._drain)
-        self._timer = loop.call_later(DROPS_POLL_S, self._poll_drops)
+        await self._listen(sink)
 
-    def _size_buffer(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf_wanted)
-        self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        if self.rcvbuf // 2 < self.rcvbuf_wanted:  # Linux reports twice what it grants for payload
-            log.warning("%s: SO_RCVBUF %d requested, kernel granted %d (capped by net.core.rmem_max); "
-                        "set sysctl net.core.rmem_max=%d to avoid drops in bursts",
-                        self.name, self.rcvbuf_wanted, self.rcvbuf // 2, self.rcvbuf_wanted)
 
     def describe(self) -> str:
         """Where it listens, and the receive buffer it got."""
