@@ -12,8 +12,9 @@ from ..config.model import AgentConfig
 from ..console.health import daemon_health
 from ..console.server import ConsoleServer
 from ..control.wiring import build_control_server
-from ..daemon.daemon import Daemon, is_network_store, store_write_problem
+from ..daemon.daemon import Daemon
 from ..daemon.metrics import start_metrics
+from ..daemon.store_access import is_network_store, store_write_problem
 from ..errors import EXIT_OK, Exit, StoreError
 from ..store.schema import open_store, server_answers
 from .context import Context

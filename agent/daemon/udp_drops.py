@@ -67,7 +67,7 @@ class DrainedUdp:
     name: str
     hostport: str
     rcvbuf_wanted: int
-    rcvbuf: int
+    rcvbuf: int | None  # what the kernel granted; None before `_listen`
     bound: tuple[str, int] | None
     counters: Counter[str]
     _sock: socket.socket | None
