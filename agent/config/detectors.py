@@ -3,11 +3,46 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from .base import Frozen
+
+# RFC 1918 private IPv4 and RFC 4193 unique local IPv6: what "internal" means when a site says nothing.
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+
+
+def check_networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Every entry must be an IP network (CIDR) or address; returns them normalised."""
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError as exc:
+            raise ValueError(f"not an IP network: {item!r}") from exc
+    return tuple(out)
+
+
+def check_destinations(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Allow-list entries: `CIDR`, `ADDRESS:PORT`, `[v6]:PORT`, `CIDR:PORT` or `*:PORT`."""
+    for item in value:
+        host, port = item, None
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":") or None
+        elif item.count(":") == 1:
+            host, port = item.split(":")
+        if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
+            raise ValueError(f"bad port in {item!r}")
+        if host != "*":
+            check_networks((host,))
+    return value
+
+
+# Lists of networks and allow-list entries, checked and normalised wherever a section holds one.
+Networks = Annotated[tuple[str, ...], AfterValidator(check_networks)]
+Destinations = Annotated[tuple[str, ...], AfterValidator(check_destinations)]
 
 
 class BruteForceConfig(Frozen):
@@ -32,13 +67,8 @@ class PortScanConfig(Frozen):
     slow_ports: int = Field(24, ge=2, description="distinct unanswered ports of one host within slow_window_s")
     slow_max_sources: int = Field(16_384, ge=16, description="(source, target) pairs followed for slow scans; "
                                                              "the oldest half is dropped beyond it")
-    scanners: tuple[str, ...] = Field((), description="networks of the site's own scanners (filled from "
+    scanners: Networks = Field((), description="networks of the site's own scanners (filled from "
                                                       "[[assets]] scanner = true): counted, not reported")
-
-    @field_validator("scanners")
-    @classmethod
-    def _scanner_nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return check_networks(v)
 
 
 class SweepConfig(Frozen):
@@ -46,13 +76,8 @@ class SweepConfig(Frozen):
 
     window_s: float = Field(300.0, gt=0)
     hosts: int = Field(32, ge=2)
-    scanners: tuple[str, ...] = Field((), description="networks of the site's own scanners (filled from "
+    scanners: Networks = Field((), description="networks of the site's own scanners (filled from "
                                                       "[[assets]] scanner = true): counted, not reported")
-
-    @field_validator("scanners")
-    @classmethod
-    def _scanner_nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return check_networks(v)
 
 
 class ScanDistributedConfig(Frozen):
@@ -63,13 +88,8 @@ class ScanDistributedConfig(Frozen):
     sources: int = Field(5, ge=2, description="distinct sources those probes came from")
     max_targets: int = Field(16_384, ge=16, description="targets followed at once; the oldest half is dropped "
                                                         "beyond it")
-    scanners: tuple[str, ...] = Field((), description="networks of the site's own scanners (filled from "
+    scanners: Networks = Field((), description="networks of the site's own scanners (filled from "
                                                       "[[assets]] scanner = true): their probes are not counted")
-
-    @field_validator("scanners")
-    @classmethod
-    def _scanner_nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return check_networks(v)
 
 
 class ArpSpoofConfig(Frozen):
@@ -151,42 +171,11 @@ class IfAnomalyConfig(Frozen):
     window_s: float = Field(3600.0, gt=0, description="an anomaly seen again within this updates its finding")
 
 
-# RFC 1918 private IPv4 and RFC 4193 unique local IPv6: what "internal" means when a site says nothing.
-PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
-
-
-def check_networks(value: tuple[str, ...]) -> tuple[str, ...]:
-    """Every entry must be an IP network (CIDR) or address; returns them normalised."""
-    out = []
-    for item in value:
-        try:
-            out.append(str(ipaddress.ip_network(item, strict=False)))
-        except ValueError as exc:
-            raise ValueError(f"not an IP network: {item!r}") from exc
-    return tuple(out)
-
-
-def check_destinations(value: tuple[str, ...]) -> tuple[str, ...]:
-    """Allow-list entries: `CIDR`, `ADDRESS:PORT`, `[v6]:PORT`, `CIDR:PORT` or `*:PORT`."""
-    for item in value:
-        host, port = item, None
-        if item.startswith("["):
-            host, _, rest = item[1:].partition("]")
-            port = rest.removeprefix(":") or None
-        elif item.count(":") == 1:
-            host, port = item.split(":")
-        if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
-            raise ValueError(f"bad port in {item!r}")
-        if host != "*":
-            check_networks((host,))
-    return value
-
-
 class BeaconConfig(Frozen):
     """[detectors.beacon]: periodic connections from an internal host to one external destination."""
 
-    internal_networks: tuple[str, ...] = Field(PRIVATE_NETWORKS, description="the site's own address space")
-    allow: tuple[str, ...] = Field((), description="destinations expected to be polled periodically (update, "
+    internal_networks: Networks = Field(PRIVATE_NETWORKS, description="the site's own address space")
+    allow: Destinations = Field((), description="destinations expected to be polled periodically (update, "
                                                    "monitoring, time servers): CIDR, ADDR:PORT or *:PORT")
     allowed_ports: tuple[int, ...] = Field((53, 123), description="destination ports never scored (DNS, NTP)")
     encrypted_ports: tuple[int, ...] = Field((443, 465, 636, 853, 993, 995, 8443),
@@ -203,22 +192,12 @@ class BeaconConfig(Frozen):
     ring: int = Field(32, ge=8, le=256, description="connection start times kept per pair")
     max_pairs: int = Field(20_000, ge=100, description="(host, destination) pairs tracked, least recent evicted")
 
-    @field_validator("internal_networks")
-    @classmethod
-    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return check_networks(v)
-
-    @field_validator("allow")
-    @classmethod
-    def _allow(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return check_destinations(v)
-
 
 class ExfilConfig(Frozen):
     """[detectors.exfil]: an internal host sending far more out than its own baseline (flows, Zeek)."""
 
-    internal_networks: tuple[str, ...] = Field(PRIVATE_NETWORKS, description="the site's own address space")
-    allow: tuple[str, ...] = Field((), description="destinations expected to receive bulk data (backups, "
+    internal_networks: Networks = Field(PRIVATE_NETWORKS, description="the site's own address space")
+    allow: Destinations = Field((), description="destinations expected to receive bulk data (backups, "
                                                    "cloud sync): CIDR, ADDR:PORT or *:PORT")
     window_s: float = Field(3600.0, gt=0, description="bytes out per host are summed over windows this long")
     history: int = Field(24, ge=3, le=1000, description="past windows per host kept for the baseline")
@@ -230,39 +209,24 @@ class ExfilConfig(Frozen):
                                                       "(a nightly backup is part of the baseline; 0: off)")
     max_hosts: int = Field(20_000, ge=100, description="internal hosts tracked, least recent evicted")
 
-    @field_validator("internal_networks")
-    @classmethod
-    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return check_networks(v)
-
-    @field_validator("allow")
-    @classmethod
-    def _allow(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return check_destinations(v)
-
 
 class LateralConfig(Frozen):
     """[detectors.lateral]: first use of RDP, SMB, SSH or WinRM by an internal host, after learning."""
 
-    internal_networks: tuple[str, ...] = Field(PRIVATE_NETWORKS, description="the site's own address space")
+    internal_networks: Networks = Field(PRIVATE_NETWORKS, description="the site's own address space")
     learning_s: float = Field(7 * 86400.0, ge=0, description="observed traffic time to learn from before anything "
                                                              "alerts (persisted in the store)")
     learning_gap_s: float = Field(3600.0, gt=0, description="a silence in the traffic counts at most this much "
                                                             "towards learning (a stopped sensor is not learning)")
-    admin_hosts: tuple[str, ...] = Field((), description="jump hosts and admin workstations never reported")
+    admin_hosts: Networks = Field((), description="jump hosts and admin workstations never reported")
     window_s: float = Field(3600.0, gt=0, description="more targets of one new (host, service) join its finding")
     max_pairs: int = Field(200_000, ge=100, description="learned (host, service) pairs held in memory")
-
-    @field_validator("internal_networks", "admin_hosts")
-    @classmethod
-    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return check_networks(v)
 
 
 class SnmpAbuseConfig(Frozen):
     """[detectors.snmp_abuse]: community guessing, sweeps, walks and SETs by managers not on the list."""
 
-    managers: tuple[str, ...] = Field((), description="addresses or networks of the site's SNMP managers")
+    managers: Networks = Field((), description="addresses or networks of the site's SNMP managers")
     window_s: float = Field(300.0, gt=0)
     guess_names: int = Field(5, ge=2, description="distinct communities or v3 users that failed from one "
                                                   "source against one agent")
@@ -271,11 +235,6 @@ class SnmpAbuseConfig(Frozen):
                                                                    "one most agents did not answer")
     walk_requests: int = Field(20, ge=2, description="getnext/getbulk requests to one agent that are a walk "
                                                      "(reported only when managers are configured)")
-
-    @field_validator("managers")
-    @classmethod
-    def _nets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return check_networks(v)
 
 
 DETECTOR_IDS = ("bruteforce", "portscan", "sweep", "arpspoof", "dnstunnel", "synflood", "ids", "drift",
