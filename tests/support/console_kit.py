@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from support.site_policy import SITE_POLICY_TOML
 from watchstander.agent.app.wiring import App, PlaybookCatalogue
 from watchstander.agent.config.console import ConsoleConfig
 from watchstander.agent.config.load import validate_config
@@ -38,28 +39,6 @@ from watchstander.playbooks import library_dir, load_library
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
-SITE_TOML = """
-[[assets]]
-cidr = "10.0.0.0/24"
-name = "core"
-protected = true
-
-[[devices]]
-name = "fw1"
-address = "192.0.2.1"
-roles = ["linux-firewall"]
-
-[[devices]]
-name = "sw1"
-address = "192.0.2.2"
-roles = ["switch"]
-
-[policy.defaults.block-address-nftables]
-firewall = "fw1"
-
-[policy.defaults.switch-port-shutdown]
-switch = "sw1"
-"""
 _CATALOGUES: dict[str, PlaybookCatalogue] = {}
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
@@ -117,7 +96,7 @@ class ConsoleSite:
         if fresh:
             shutil.copytree(library_dir(), library)
         db = folder / "w.db"
-        toml_text = SITE_TOML + f'\n[store]\nurl = "sqlite:///{db}"\n[playbooks]\ndirs = ["{library}"]\n'
+        toml_text = SITE_POLICY_TOML + f'\n[store]\nurl = "sqlite:///{db}"\n[playbooks]\ndirs = ["{library}"]\n'
         config = validate_config(tomllib.loads(toml_text))
         store = open_store(f"sqlite:///{db}")
         app = App(config, store, clock)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from support.pki import ConsolePki
+from support.site_policy import SITE_POLICY_TOML
 from watchstander.agent.app.wiring import App
 from watchstander.agent.cli.context import Context
 from watchstander.agent.control.review_methods import will_run
@@ -31,28 +32,6 @@ from watchstander.agent.models import Finding, Incident, Provenance, Recommended
 from watchstander.playbooks import load_library
 
 ATTACKER = "203.0.113.9"
-POLICY_TOML = """
-[[assets]]
-cidr = "10.0.0.0/24"
-name = "core"
-protected = true
-
-[[devices]]
-name = "fw1"
-address = "192.0.2.1"
-roles = ["linux-firewall"]
-
-[[devices]]
-name = "sw1"
-address = "192.0.2.2"
-roles = ["switch"]
-
-[policy.defaults.block-address-nftables]
-firewall = "fw1"
-
-[policy.defaults.switch-port-shutdown]
-switch = "sw1"
-"""
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -132,7 +111,7 @@ socket_group = "root"
 
 [runner]
 auto_run = false  # approved stays approved: the devices of this site do not exist
-{POLICY_TOML}
+{SITE_POLICY_TOML}
 [console]
 enabled = true
 listen = "127.0.0.1:{site.console_port}"

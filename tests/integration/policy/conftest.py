@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.site_policy import SITE_POLICY_TOML
 
 import watchstander.agent.store.suggestions  # noqa: F401  (registers the "review" store component)
 from watchstander.agent.config.model import Asset
@@ -23,30 +24,8 @@ from watchstander.agent.store.engine import Store
 from watchstander.agent.store.schema import open_store
 from watchstander.playbooks import library_dir, load_library
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
-_CLI_POLICY_TOML = """
-[[assets]]
-cidr = "10.0.0.0/24"
-name = "core"
-protected = true
-
-[[devices]]
-name = "fw1"
-address = "192.0.2.1"
-roles = ["linux-firewall"]
-
-[[devices]]
-name = "sw1"
-address = "192.0.2.2"
-roles = ["switch"]
-
-[policy.defaults.block-address-nftables]
-firewall = "fw1"
-
-[policy.defaults.switch-port-shutdown]
-switch = "sw1"
-"""
 ASSETS = (
     Asset(cidr="10.0.0.0/24", name="core-servers", criticality="critical", protected=True),
     Asset(cidr="192.168.50.10/32", name="dc1", criticality="critical", protected=True),
@@ -214,4 +193,4 @@ def mk() -> Any:
 @pytest.fixture
 def cli_policy_toml() -> str:
     """The site the CLI tests configure: one protected network and the pinned devices."""
-    return _CLI_POLICY_TOML
+    return SITE_POLICY_TOML
