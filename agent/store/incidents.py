@@ -41,6 +41,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from ..clock import Clock
@@ -590,27 +591,32 @@ class IncidentStore:
                     continue
                 row = conn.execute(read).one()  # another sensor inserted it a moment ago
             # Another sensor's copy may be newer: the larger count stands (one conditional UPDATE, atomic).
-            moved = conn.execute(findings.update().where(findings.c.key == key, findings.c.count <= f.count)
-                                 .values(**values)).rowcount
-            home = incident_id if moved else int(row.incident_id)  # where the finding lives now
+            updated = conn.execute(findings.update().where(findings.c.key == key, findings.c.count <= f.count)
+                                   .values(**values)).rowcount
+            home = incident_id if updated else int(row.incident_id)  # where the finding lives now
             if home != row.incident_id or home != incident_id:
                 touched.update({int(row.incident_id), home})  # their summaries name this finding's sensors
             if self.sensor is not None:
-                self._saw(conn, int(row.id), home, f)
+                self._saw(conn, int(row.id), home, f, moved=home != row.incident_id)
         for other in sorted(touched - {incident_id}):
             refresh_summary(conn, other)
         refresh_summary(conn, incident_id)
 
-    def _saw(self, conn: Connection, finding_id: int, incident_id: int, f: Finding) -> None:
-        """Record that this sensor saw finding `finding_id` (in incident `incident_id`): its own count and times."""
+    def _saw(self, conn: Connection, finding_id: int, incident_id: int, f: Finding, *, moved: bool = False) -> None:
+        """Record that this sensor saw finding `finding_id` (in incident `incident_id`): its own count and times.
+
+        One upsert per flush (the larger count stands); `moved`: the finding just changed incident, and
+        every sensor's row follows it there.
+        """
         assert self.sensor is not None
         t = finding_sensors
         values = {"incident_id": incident_id, "count": f.count, "first_seen": f.first_seen, "last_seen": f.last_seen}
-        if insert_new(conn, t, ("finding_id", "sensor"), {"finding_id": finding_id, "sensor": self.sensor,
-                                                          **values}) is None:
-            conn.execute(t.update().where(t.c.finding_id == finding_id, t.c.sensor == self.sensor,
-                                          t.c.count <= f.count).values(**values))
-            # Every sensor's row follows the finding to the incident it lives in.
+        insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(t).values(
+            finding_id=finding_id, sensor=self.sensor, **values)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=["finding_id", "sensor"], set_={k: insert.excluded[k] for k in values},
+            where=t.c.count <= insert.excluded["count"]))
+        if moved:
             conn.execute(t.update().where(t.c.finding_id == finding_id, t.c.incident_id != incident_id)
                          .values(incident_id=incident_id))
 
