@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,19 +59,41 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+def _publish(path: Path, data: bytes, mode: int) -> bool:
+    """Write `data` at `path` unless a file is there, whole or not at all; False when one was there.
+
+    Written beside it first and hard-linked into place: a process that starts at the same moment
+    finds either no file or the complete one, never one still being written.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
     """The signing key at `path`; created 0600 if absent; refused if group or others can read it."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except FileExistsError:
+    if path.exists():
         return _load_signing_key(path)
-    except OSError as exc:
-        raise SealError(f"cannot create audit signing key {path}: {exc.strerror}") from exc
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
+    try:
+        created = _publish(path, pem, 0o600)
+    except OSError as exc:
+        raise SealError(f"cannot create audit signing key {path}: {exc.strerror}") from exc
+    if not created:  # another process made it a moment ago: use that one
+        return _load_signing_key(path)
     log.info("created audit signing key %s (key id %s)", path, key_id(key.public_key()))
     return key
 
@@ -105,13 +128,15 @@ def write_public_key(key: Ed25519PrivateKey, path: Path) -> None:
     """Write the verification key (PEM, 0644); a file holding another key (a rotation) is replaced."""
     pem = public_pem(key.public_key())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
+        created = _publish(path, pem, 0o644)
+    except OSError as exc:
+        log.error("cannot write the audit verification key %s: %s", path, exc.strerror)
+        return
+    if not created:
         try:
             if path.read_bytes() == pem:
                 return
-            tmp = path.with_name(path.name + ".new")
-            tmp.unlink(missing_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
             with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as out:
                 out.write(pem)
             os.replace(tmp, path)
@@ -119,12 +144,6 @@ def write_public_key(key: Ed25519PrivateKey, path: Path) -> None:
                         path, key_id(key.public_key()))
         except OSError as exc:
             log.error("cannot replace the stale audit verification key %s: %s", path, exc.strerror)
-        return
-    except OSError as exc:
-        log.error("cannot write the audit verification key %s: %s", path, exc.strerror)
-        return
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
